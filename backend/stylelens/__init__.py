@@ -1,0 +1,3 @@
+"""StyleLens: self-hostable StyleGAN2 face editing."""
+
+__version__ = "0.1.0"

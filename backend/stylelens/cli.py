@@ -1,0 +1,202 @@
+"""The ``stylelens`` command.
+
+User mistakes (unknown model, malformed seeds, unwritable output, bad checkpoint) print one
+clear line to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from stylelens import __version__
+from stylelens.errors import StyleLensError
+from stylelens.settings import Settings
+
+EXIT_USAGE = 2
+
+
+class UsageError(StyleLensError):
+    """A command-line mistake; exit status 2."""
+
+
+def _add_model_args(p: argparse.ArgumentParser, settings: Settings) -> None:
+    p.add_argument(
+        "--models-dir",
+        type=Path,
+        default=settings.models_dir,
+        help="one folder per model (default: %(default)s, env STYLELENS_MODELS_DIR)",
+    )
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stylelens", description="StyleLens: StyleGAN2 face editing from the command line."
+    )
+    parser.add_argument("--version", action="version", version=f"stylelens {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("render", help="render images from seeds")
+    _add_model_args(p, settings)
+    p.add_argument(
+        "--model", default=settings.default_model, help="model id (default: %(default)s)"
+    )
+    p.add_argument(
+        "--seeds", default="0-7", help="seeds, e.g. 0-7 or 1,5,9-11 (default: %(default)s)"
+    )
+    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default: %(default)s)")
+    p.add_argument("--trunc-cutoff", type=int, default=None, help="truncate only the first N ws")
+    p.add_argument(
+        "--noise-mode",
+        choices=["const", "random", "none"],
+        default="const",
+        help="per-layer noise (default: %(default)s)",
+    )
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--out", type=Path, help="write one grid image (default: grid.png)")
+    out.add_argument("--outdir", type=Path, help="write one PNG per seed: seed0000.png, ...")
+    p.add_argument("--cols", type=int, default=None, help="grid columns (default: square-ish)")
+    p.add_argument(
+        "--device", default=settings.device, help="auto, cpu, cuda, cuda:N (default: %(default)s)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        default=settings.precision,
+        help="bfloat16 autocast is ~2x faster on CPUs with AMX (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser(
+        "convert", help="convert an NVIDIA .pkl or rosinality .pt into a model directory"
+    )
+    p.add_argument(
+        "src", type=Path, help="stylegan2-ada-pytorch .pkl or rosinality stylegan2-pytorch .pt"
+    )
+    p.add_argument("--id", required=True, dest="model_id", help="model id, e.g. ffhq-1024")
+    _add_model_args(p, settings)
+    p.add_argument("--name", default="", help="human-readable name for the model card")
+    p.add_argument("--license", default=None, dest="license_note", help="licence note for the card")
+    p.add_argument("--no-discriminator", action="store_true", help="do not convert D")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("models", help="list the models in the models directory")
+    _add_model_args(p, settings)
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    import torch
+    from tqdm import tqdm
+
+    from stylelens.checkpoints import load_generator, model_dir_for
+    from stylelens.networks.runtime import resolve_device
+    from stylelens.render import image_grid, parse_seeds, render_seeds
+
+    try:
+        seeds = parse_seeds(args.seeds)
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.cols is not None and args.cols < 1:
+        raise UsageError("--cols must be at least 1")
+    out = args.out if args.out is not None or args.outdir is not None else Path("grid.png")
+    if out is not None and out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise UsageError(f"--out {out}: use a .png, .jpg or .webp file name")
+    _check_writable(out.parent if out is not None else args.outdir)
+
+    G, card = load_generator(model_dir_for(args.models_dir, args.model), device=device)
+    if args.trunc_cutoff is not None and not 0 <= args.trunc_cutoff <= G.num_ws:
+        raise UsageError(f"--trunc-cutoff must be between 0 and num_ws={G.num_ws}")
+    torch.set_grad_enabled(False)
+    images = []
+    progress = tqdm(total=len(seeds), desc=f"render {card.id}", unit="img", file=sys.stderr)
+    for seed, img in render_seeds(
+        G,
+        seeds,
+        truncation_psi=args.trunc,
+        truncation_cutoff=args.trunc_cutoff,
+        noise_mode=args.noise_mode,
+        precision=args.precision,
+    ):
+        if args.outdir is not None:
+            _save(image_grid([img]), args.outdir / f"seed{seed:04d}.png")
+        else:
+            images.append(img)
+        progress.update()
+    progress.close()
+    if out is not None:
+        _save(image_grid(images, args.cols), out)
+        print(f"wrote {out} ({len(images)} images, {card.generator.img_resolution}px)")
+    else:
+        print(f"wrote {len(seeds)} images to {args.outdir}")
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".stylelens-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to {directory}: {exc.strerror or exc}") from exc
+
+
+def _save(image: object, path: Path) -> None:
+    try:
+        image.save(path)  # type: ignore[attr-defined]
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    from stylelens.checkpoints.convert import convert_checkpoint
+    from stylelens.checkpoints.native import describe
+
+    if not args.src.is_file():
+        raise UsageError(f"{args.src}: no such file")
+    card = convert_checkpoint(
+        args.src,
+        model_id=args.model_id,
+        models_dir=args.models_dir,
+        name=args.name,
+        license_note=args.license_note,
+        with_discriminator=not args.no_discriminator,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {args.models_dir / card.id}")
+    print(json.dumps(describe(card), indent=2))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from stylelens.checkpoints import list_models, load_card
+    from stylelens.checkpoints.native import describe
+
+    ids = list_models(args.models_dir)
+    if not ids:
+        print(f"no models in {args.models_dir}")
+    for model_id in ids:
+        card = load_card(args.models_dir / model_id)
+        print(json.dumps(describe(card)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = Settings()
+    parser = build_parser(settings)
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except StyleLensError as exc:
+        print(f"stylelens {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
