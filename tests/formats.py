@@ -47,6 +47,8 @@ def random_state(module: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tens
             t = 1 + 0.2 * t  # styles near 1, as after training
         elif key.endswith(("bias", "noise_strength")):
             t = 0.1 * t
+        elif key.startswith("mapping.fc"):
+            t = t / 0.01  # stored / lr_multiplier, as NVIDIA initialises and stores them
         elif key.endswith("w_avg"):
             t = 0.5 * t
         out[key] = t

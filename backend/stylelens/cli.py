@@ -91,7 +91,6 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 
 
 def cmd_render(args: argparse.Namespace) -> None:
-    import torch
     from tqdm import tqdm
 
     from stylelens.checkpoints import load_generator, model_dir_for
@@ -113,7 +112,6 @@ def cmd_render(args: argparse.Namespace) -> None:
     G, card = load_generator(model_dir_for(args.models_dir, args.model), device=device)
     if args.trunc_cutoff is not None and not 0 <= args.trunc_cutoff <= G.num_ws:
         raise UsageError(f"--trunc-cutoff must be between 0 and num_ws={G.num_ws}")
-    torch.set_grad_enabled(False)
     images = []
     progress = tqdm(total=len(seeds), desc=f"render {card.id}", unit="img", file=sys.stderr)
     for seed, img in render_seeds(

@@ -10,15 +10,15 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from stylelens.checkpoints.native import (
     ModelCard,
     SourceInfo,
-    check_state_dict,
     infer_channel_schedule,
+    load_into,
     now_iso,
     save_model,
 )
@@ -29,6 +29,7 @@ from stylelens.networks import ops
 from stylelens.networks.discriminator import DiscriminatorConfig
 from stylelens.networks.stylegan2 import Generator, GeneratorConfig
 
+SourceFormat = Literal["nvidia-pkl", "rosinality-pt"]
 W_AVG_SAMPLES = 10_000  # samples for w_avg when a rosinality file has no latent_avg
 
 LICENSE_NOTES = {
@@ -45,7 +46,7 @@ LICENSE_NOTES = {
 }
 
 
-def sniff_format(path: Path) -> str:
+def sniff_format(path: Path) -> SourceFormat:
     """'nvidia-pkl' (raw pickle) or 'rosinality-pt' (torch.save zip or legacy torch.save)."""
     try:
         with path.open("rb") as f:
@@ -218,8 +219,7 @@ def convert_checkpoint(
     description = f"Converted from {src.name}."
     if "mapping.w_avg" not in g_state:  # rosinality files without latent_avg
         G = Generator(g_config)
-        check_state_dict(G, {**g_state, "mapping.w_avg": G.mapping.w_avg}, "generator")
-        G.load_state_dict({**g_state, "mapping.w_avg": G.mapping.w_avg}, strict=True)
+        load_into(G, {**g_state, "mapping.w_avg": torch.zeros(g_config.w_dim)}, "generator")
         g_state["mapping.w_avg"] = estimate_w_avg(G)
         description += f" w_avg estimated from {W_AVG_SAMPLES} samples (the file has none)."
     d_config = None

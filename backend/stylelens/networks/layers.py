@@ -49,6 +49,8 @@ class FullyConnectedLayer(nn.Module):
 class Conv2dLayer(nn.Module):
     """Convolution with equalised learning rate and optional 2x FIR downsampling (used by D)."""
 
+    resample_filter: torch.Tensor
+
     def __init__(
         self,
         in_channels: int,

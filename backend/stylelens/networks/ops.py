@@ -74,10 +74,12 @@ def upfirdn2d(
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(n, c, h * up, w * up)
     px0, px1, py0, py1 = padding
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     weight = (f * gain ** (f.ndim / 2)).flip([0, 1]).to(x.dtype)
     weight = weight[None, None].expand(c, 1, *f.shape)  # one depthwise filter per channel
+    if px0 == px1 == py0 == py1 >= 0:  # let the convolution pad: saves a copy
+        return F.conv2d(x, weight, stride=down, padding=px0, groups=c)
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     return F.conv2d(x, weight, stride=down, groups=c)
 
 
@@ -107,15 +109,19 @@ def bias_act(
 
     ``gain=None`` uses the activation's default gain (sqrt(2) for lrelu, 1 for linear).
     """
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+    if gain is None:
+        gain = LRELU_GAIN if act == "lrelu" else 1.0
     if b is not None:
         x = x + b.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
-    if act == "lrelu":
-        x = F.leaky_relu(x, LRELU_SLOPE)
-        gain = LRELU_GAIN if gain is None else gain
-    elif act != "linear":
-        raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
-    if gain is not None and gain != 1:
+        if gain != 1:
+            x.mul_(gain)  # x is our own fresh tensor: scale it in place, saving a pass
+    elif gain != 1:
         x = x * gain
+    if act == "lrelu":
+        # Scaling before the activation is the same as after (gain > 0, lrelu is homogeneous).
+        x = F.leaky_relu(x, LRELU_SLOPE)
     if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x
@@ -170,11 +176,11 @@ def modulated_conv2d(
     up: int = 1,
     resample_filter: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    fused: bool | None = None,
 ) -> torch.Tensor:
     """Modulated (and demodulated) convolution.
 
-    Equivalent to convolving each sample with its own weight ``w'_oik = s_i * w_oik / ||w'_o||``,
-    computed as scale -> shared convolution -> scale.
+    Equivalent to convolving each sample with its own weight ``w'_oik = s_i * w_oik / ||w'_o||``.
 
     Args:
         x: [N, I, H, W] activations.
@@ -183,23 +189,42 @@ def modulated_conv2d(
         demodulate: divide each output channel by the norm of its modulated weight.
         up: 1 or 2 (2 needs ``resample_filter``).
         noise: optional tensor broadcastable to the output, added after demodulation.
+        fused: True builds the per-sample weight (cheapest for one sample without gradients);
+            False scales the activations around a shared convolution (cheapest for batches and
+            for gradients w.r.t. the styles, as no weight gradient is needed). None chooses.
 
     Returns:
         [N, O, H * up, W * up].
     """
     n, i = styles.shape
     assert_shape(x, [n, i, None, None], "modulated_conv2d input")
-    x = x * styles.to(x.dtype).reshape(n, i, 1, 1)
-    if up == 2:
-        if resample_filter is None:
-            raise ValueError("up=2 needs a resample_filter")
-        x = conv2d_up2(x, weight, resample_filter)
-    elif up == 1:
-        x = F.conv2d(x, weight.to(x.dtype), padding=weight.shape[-1] // 2)
-    else:
+    if up not in (1, 2):
         raise ValueError(f"up must be 1 or 2, got {up}")
-    if demodulate:
-        x = x * demodulation_coefficients(weight, styles).to(x.dtype).reshape(n, -1, 1, 1)
-    if noise is not None:
-        x = x + noise.to(x.dtype)
-    return x
+    if up == 2 and resample_filter is None:
+        raise ValueError("up=2 needs a resample_filter")
+    if fused is None:
+        fused = n == 1 and not (torch.is_grad_enabled() and styles.requires_grad)
+    dcoefs = demodulation_coefficients(weight, styles) if demodulate else None  # [N, O]
+    if fused:
+        if n != 1:
+            raise ValueError("fused modulated_conv2d handles one sample at a time")
+        w = weight * styles.reshape(1, i, 1, 1)
+        if dcoefs is not None:
+            w = w * dcoefs.reshape(-1, 1, 1, 1)
+        x = _conv(x, w, up, resample_filter)
+    else:
+        x = x * styles.to(x.dtype).reshape(n, i, 1, 1)
+        x = _conv(x, weight, up, resample_filter)
+        if dcoefs is not None:
+            scale = dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+            return x * scale if noise is None else torch.addcmul(noise.to(x.dtype), x, scale)
+    return x if noise is None else x + noise.to(x.dtype)
+
+
+def _conv(
+    x: torch.Tensor, weight: torch.Tensor, up: int, resample_filter: torch.Tensor | None
+) -> torch.Tensor:
+    if up == 2:
+        assert resample_filter is not None
+        return conv2d_up2(x, weight, resample_filter)
+    return F.conv2d(x, weight.to(x.dtype), padding=weight.shape[-1] // 2)

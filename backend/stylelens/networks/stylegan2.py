@@ -13,6 +13,7 @@ preview heads and the progressive inversion tap it there.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple
@@ -85,6 +86,8 @@ class GeneratorConfig:
 class MappingNetwork(nn.Module):
     """z [N, z_dim] -> ws [N, num_ws, w_dim], with truncation toward ``w_avg``."""
 
+    w_avg: torch.Tensor
+
     def __init__(
         self, *, z_dim: int, w_dim: int, num_ws: int, num_layers: int, lr_multiplier: float
     ) -> None:
@@ -133,6 +136,9 @@ def truncate(
 
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 convolution (optionally upsampling 2x) + noise + bias + lrelu."""
+
+    noise_const: torch.Tensor
+    resample_filter: torch.Tensor
 
     def __init__(
         self,
@@ -210,6 +216,8 @@ class BlockOutput(NamedTuple):
 
 class SynthesisBlock(nn.Module):
     """One resolution of the skip generator: (const | up-conv), conv, toRGB added to the skip."""
+
+    resample_filter: torch.Tensor
 
     def __init__(
         self,
@@ -348,8 +356,7 @@ class SynthesisNetwork(nn.Module):
 
     def run_until(self, ws: torch.Tensor, resolution: int, **kwargs: Any) -> BlockOutput:
         """Run only the blocks up to ``resolution``; returns that block's output."""
-        *_, last = self.iter_blocks(ws, until=resolution, **kwargs)
-        return last
+        return deque(self.iter_blocks(ws, until=resolution, **kwargs), maxlen=1)[0]
 
     def forward(self, ws: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Full-resolution image [N, img_channels, R, R]; keyword arguments as ``iter_blocks``."""
