@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from stylelens.checkpoints.convert import convert_checkpoint
 
+from stylelens.checkpoints.convert import convert_checkpoint
 from tests.formats import tiny_weights, write_nvidia_pkl, write_rosinality_pt
 
 

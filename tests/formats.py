@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from stylelens.networks.discriminator import Discriminator, DiscriminatorConfig
 from stylelens.networks.stylegan2 import Generator, GeneratorConfig
 

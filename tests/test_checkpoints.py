@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from stylelens.checkpoints import list_models, load_card, load_generator, model_dir_for
 from stylelens.checkpoints.convert import convert_checkpoint
 from stylelens.checkpoints.native import load_discriminator
 from stylelens.errors import CheckpointError, ModelNotFound
 from stylelens.render import z_from_seed
-
 from tests.formats import (
     PersistentNode,
     _module_state,
@@ -113,7 +113,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path):
 
 
 def test_disallowed_global_inside_a_network_is_refused(tmp_path: Path, weights):
-    """A real-looking snapshot whose network state hides an ``eval`` call."""
+    """A real-looking snapshot with an ``os.system`` call hidden in one of its entries."""
     marker = tmp_path / "pwned"
     pkl = write_nvidia_pkl(
         tmp_path / "net.pkl", *weights, extra_top={"augment_pipe": _RunsCommand(marker)}

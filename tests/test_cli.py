@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from stylelens.checkpoints import load_generator
 from stylelens.cli import main
 from stylelens.render import parse_seeds, to_uint8, z_from_seed
@@ -89,14 +90,15 @@ def test_render_user_errors_exit_2(models_dir: Path, tmp_path: Path, capsys, arg
     assert err.startswith("stylelens render: error:") and message in err
 
 
-def test_convert_user_errors_exit_2(tmp_path: Path, capsys):
+def test_convert_user_errors_exit_2(tmp_path: Path, nvidia_pkl: Path, capsys):
     assert main(["convert", str(tmp_path / "missing.pkl"), "--id", "x"]) == 2
     assert "no such file" in capsys.readouterr().err
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
     assert main(["convert", str(bad), "--id", "x", "--models-dir", str(tmp_path)]) == 2
     assert "neither an NVIDIA .pkl" in capsys.readouterr().err
-    assert main(["convert", str(bad), "--id", "Bad Id!", "--models-dir", str(tmp_path)]) == 2
+    assert main(["convert", str(nvidia_pkl), "--id", "Bad Id!", "--models-dir", str(tmp_path)]) == 2
+    assert "not a valid model id" in capsys.readouterr().err
 
 
 def test_parse_seeds():

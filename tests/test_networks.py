@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from stylelens.networks import ops
 from stylelens.networks.discriminator import Discriminator, minibatch_stddev
 from stylelens.networks.stylegan2 import Generator, GeneratorConfig, channel_schedule
-
 from tests.formats import TINY_D, TINY_G, random_state
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from stylelens.checkpoints import load_discriminator, load_generator
 from stylelens.render import z_from_seed
 

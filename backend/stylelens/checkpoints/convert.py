@@ -18,6 +18,7 @@ from stylelens.checkpoints.native import (
     ModelCard,
     SourceInfo,
     infer_channel_schedule,
+    is_valid_model_id,
     load_into,
     now_iso,
     save_model,
@@ -207,6 +208,10 @@ def convert_checkpoint(
     Raises:
         CheckpointError: the file is unreadable, unsafe or unsupported, or the target exists.
     """
+    if not is_valid_model_id(model_id):
+        raise CheckpointError(
+            f"{model_id!r} is not a valid model id: use lowercase letters, digits, '.', '_', '-'"
+        )
     target = models_dir / model_id
     if target.exists() and not overwrite:
         raise CheckpointError(f"{target} already exists; pass --overwrite to replace it")

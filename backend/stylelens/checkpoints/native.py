@@ -179,9 +179,14 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
+def is_valid_model_id(model_id: str) -> bool:
+    """Lowercase letters, digits and ``._-``, at most 64 characters: safe as a directory name."""
+    return re.match(MODEL_ID_PATTERN, model_id) is not None
+
+
 def model_dir_for(models_dir: Path, model_id: str) -> Path:
     """The directory of ``model_id``; ModelNotFound (listing what exists) if there is none."""
-    if not re.match(MODEL_ID_PATTERN, model_id):
+    if not is_valid_model_id(model_id):
         raise ModelNotFound(
             f"{model_id!r} is not a valid model id (lowercase letters, digits, ._-)"
         )

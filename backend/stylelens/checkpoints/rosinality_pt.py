@@ -175,8 +175,8 @@ def read_rosinality_pt(
 
     Returns:
         (generator state dict, discriminator state dict or None, hints), both with NVIDIA names;
-        ``mapping.w_avg`` is present only when the file has ``latent_avg``. Hints hold
-        ``channel_multiplier`` and friends from ``args`` when saved.
+        ``mapping.w_avg`` is present only when the file has ``latent_avg``. There are no hints:
+        rosinality's ``channel_multiplier`` is read off the shapes like everything else.
 
     Raises:
         CheckpointError: unreadable, unsafe, or not a rosinality StyleGAN2 checkpoint.
@@ -204,6 +204,4 @@ def read_rosinality_pt(
     if isinstance(ckpt.get("d"), dict):
         size = max(int(m[1]) for k in g if (m := re.match(r"synthesis\.b(\d+)\.", k)))
         d = rename(ckpt["d"], discriminator_rules(size), what=f"{path.name} d", kernel_sum=1.0)
-    args = ckpt.get("args")
-    hints = {k: v for k, v in vars(args).items()} if isinstance(args, argparse.Namespace) else {}
-    return g, d, hints
+    return g, d, {}  # the architecture comes from the shapes; `args` adds nothing to them

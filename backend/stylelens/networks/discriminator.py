@@ -9,8 +9,7 @@ Karras et al., CVPR 2020 (config E/F). Names match NVIDIA's stylegan2-ada-pytorc
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -46,9 +45,6 @@ class DiscriminatorConfig:
     @property
     def block_resolutions(self) -> list[int]:
         return sorted((r for r in self.channels if r > 4), reverse=True)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class DiscriminatorBlock(nn.Module):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -74,9 +74,6 @@ class GeneratorConfig:
     def num_ws(self) -> int:
         # b4 has one conv, every other block two; the last toRGB takes one more w.
         return 2 * len(self.block_resolutions)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ----------------------------------------------------------------------------
