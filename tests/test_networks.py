@@ -129,6 +129,13 @@ def test_fused_and_unfused_modulated_conv_agree():
         a = ops.modulated_conv2d(x, w, s, up=up, resample_filter=f, noise=nz, fused=True)
         b = ops.modulated_conv2d(x, w, s, up=up, resample_filter=f, noise=nz, fused=False)
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        grads = []
+        for fused in (True, False):
+            sg = s.clone().requires_grad_(True)
+            out = ops.modulated_conv2d(x, w, sg, up=up, resample_filter=f, noise=nz, fused=fused)
+            out.square().sum().backward()
+            grads.append(sg.grad)
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5)
 
 
 def _plain_upfirdn2d(x, f, up, down, pad, gain):

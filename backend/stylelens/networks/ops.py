@@ -26,6 +26,11 @@ import torch.nn.functional as F
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)  # keeps the activation variance of a leaky ReLU at ~1
 DEMOD_EPS = 1e-8
+# When gradients w.r.t. the styles are needed, modulating the weight costs one extra (weight-
+# gradient) convolution while scaling the activations costs several passes over them. On the
+# 2-core CPU (benchmarks/generator.py) the weight wins for narrow layers, the activations for
+# wide ones; the crossover measured at O * I ~ 48 * (O + I), i.e. about 96 channels.
+FUSED_GRAD_MAX_RATIO = 48
 
 ACTIVATIONS = ("linear", "lrelu")
 
@@ -189,9 +194,9 @@ def modulated_conv2d(
         demodulate: divide each output channel by the norm of its modulated weight.
         up: 1 or 2 (2 needs ``resample_filter``).
         noise: optional tensor broadcastable to the output, added after demodulation.
-        fused: True builds the per-sample weight (cheapest for one sample without gradients);
-            False scales the activations around a shared convolution (cheapest for batches and
-            for gradients w.r.t. the styles, as no weight gradient is needed). None chooses.
+        fused: True builds the per-sample weight (one sample only); False scales the
+            activations around a shared convolution (batches; no weight gradient needed).
+            None chooses the cheaper for the case at hand.
 
     Returns:
         [N, O, H * up, W * up].
@@ -203,7 +208,9 @@ def modulated_conv2d(
     if up == 2 and resample_filter is None:
         raise ValueError("up=2 needs a resample_filter")
     if fused is None:
-        fused = n == 1 and not (torch.is_grad_enabled() and styles.requires_grad)
+        o = weight.shape[0]
+        needs_grad = torch.is_grad_enabled() and styles.requires_grad
+        fused = n == 1 and (not needs_grad or o * i <= FUSED_GRAD_MAX_RATIO * (o + i))
     dcoefs = demodulation_coefficients(weight, styles) if demodulate else None  # [N, O]
     if fused:
         if n != 1:
