@@ -10,7 +10,7 @@ from tests.formats import tiny_weights, write_nvidia_pkl, write_rosinality_pt
 
 
 @pytest.fixture(autouse=True)
-def _threads() -> None:
+def _seed() -> None:
     torch.manual_seed(0)
 
 

@@ -34,8 +34,8 @@ TINY_G = GeneratorConfig(
     z_dim=32, w_dim=32, img_resolution=32, mapping_layers=2, channel_base=256, channel_max=32
 )
 TINY_D = DiscriminatorConfig(img_resolution=32, channel_base=256, channel_max=32)
-FILTER = torch.tensor([1.0, 3.0, 3.0, 1.0])
-FILTER = torch.outer(FILTER, FILTER) / 64
+_TAPS = torch.tensor([1.0, 3.0, 3.0, 1.0])
+FILTER = torch.outer(_TAPS, _TAPS) / 64  # NVIDIA's resample_filter buffer
 
 
 def random_state(module: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
