@@ -247,6 +247,8 @@ def test_model_lookup_errors(models_dir: Path):
         model_dir_for(models_dir, "ffhq-1024")
     with pytest.raises(ModelNotFound, match="not a valid model id"):
         model_dir_for(models_dir, "../etc")
+    with pytest.raises(ModelNotFound, match="convert one with: stylelens convert FILE --id ID"):
+        model_dir_for(models_dir / "empty", "ffhq-1024")
 
 
 def test_corrupt_native_files_are_refused(tmp_path: Path, nvidia_pkl: Path):

@@ -192,8 +192,11 @@ def model_dir_for(models_dir: Path, model_id: str) -> Path:
         )
     path = models_dir / model_id
     if not (path / CARD_FILE).is_file():
-        known = ", ".join(list_models(models_dir)) or "none"
-        raise ModelNotFound(f"no model {model_id!r} in {models_dir} (available: {known})")
+        known = ", ".join(list_models(models_dir))
+        hint = (
+            f"available: {known}" if known else "convert one with: stylelens convert FILE --id ID"
+        )
+        raise ModelNotFound(f"no model {model_id!r} in {models_dir} ({hint})")
     return path
 
 
