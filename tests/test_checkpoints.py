@@ -266,3 +266,17 @@ def test_corrupt_native_files_are_refused(tmp_path: Path, nvidia_pkl: Path):
     (model / "card.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not a valid model card"):
         load_card(model)
+
+
+def test_rosinality_legacy_torch_save_format(tmp_path: Path, weights, models_dir: Path):
+    """Checkpoints from torch < 1.6 (like the 2020 rosinality releases) are not zip files."""
+    modern = write_rosinality_pt(tmp_path / "modern.pt", *weights, layout="convert")
+    legacy = tmp_path / "legacy.pt"
+    torch.save(torch.load(modern, weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    assert legacy.read_bytes()[:3] == b"\x80\x02\x8a"
+    convert_checkpoint(legacy, model_id="legacy", models_dir=tmp_path / "m")
+    G, card = load_generator(tmp_path / "m" / "legacy")
+    G_ref, _ = load_generator(models_dir / "tiny-nvidia")
+    assert card.source.format == "rosinality-pt"
+    ws = G_ref.mapping(torch.randn(1, 32))
+    torch.testing.assert_close(G.synthesis(ws), G_ref.synthesis(ws), rtol=0, atol=1e-5)
