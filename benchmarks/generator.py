@@ -298,10 +298,12 @@ def main() -> None:
                                   f"config-f {size}")  # fmt: skip
         section = "generator-config-f"
     when = datetime.date.today().isoformat()
+    runs = f"{args.repeats} runs"
+    if not args.model and any(int(s) > 512 for s in args.sizes.split(",")):
+        runs += f" ({max(3, math.ceil(args.repeats / 2))} above 512 px)"
     body = (
-        f"Measured {when} on {machine()}. Batch 1, medians of {args.repeats} runs at <= 512 px "
-        f"and {max(3, math.ceil(args.repeats / 2))} at 1024 after warm-up; errors against "
-        "`float32`.\n\n" + table(results) + "\n\n" + ratios(results)
+        f"Measured {when} on {machine()}. Batch 1, medians of {runs} after warm-up; "
+        "errors against `float32`.\n\n" + table(results) + "\n\n" + ratios(results)
     )
     print("\n" + body)
     if args.json:
