@@ -90,6 +90,16 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     p.set_defaults(func=cmd_convert)
 
+    p = sub.add_parser(
+        "synthfaces", help="render procedural faces with attribute labels into a folder"
+    )
+    p.add_argument("--n", type=int, required=True, help="number of faces")
+    p.add_argument("--res", type=int, default=256, help="resolution, 64-512 (default: %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (PNGs + labels.jsonl)")
+    p.add_argument("--first-seed", type=int, default=0, help="seed of the first face (default: 0)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.set_defaults(func=cmd_synthfaces)
+
     p = sub.add_parser("models", help="list the models in the models directory")
     _add_model_args(p, settings)
     p.set_defaults(func=cmd_models)
@@ -176,6 +186,27 @@ def cmd_convert(args: argparse.Namespace) -> None:
     )
     print(f"wrote {args.models_dir / card.id}")
     print(json.dumps(describe(card), indent=2))
+
+
+def cmd_synthfaces(args: argparse.Namespace) -> None:
+    from stylelens.data.synthfaces import write_folder
+
+    if args.first_seed < 0:
+        raise UsageError("--first-seed must be >= 0")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    _check_writable(args.out)
+    try:
+        labels = write_folder(
+            args.out,
+            n=args.n,
+            resolution=args.res,
+            first_seed=args.first_seed,
+            workers=args.workers,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(f"wrote {args.n} faces ({args.res}px) and {labels}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:

@@ -1,0 +1,130 @@
+"""SynthFaces as PyTorch datasets: map-style by seed, or an endless stream."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from stylelens.data.synthfaces.draw import MAX_RESOLUTION, MIN_RESOLUTION, render_face
+from stylelens.data.synthfaces.params import labels_vector
+
+
+class SynthFacesDataset(torch.utils.data.Dataset[torch.Tensor]):
+    """Faces on the fly: item ``i`` is the face of seed ``first_seed + i``, uint8 [3, R, R].
+
+    Map-style so a trainer can choose the order (and resume it exactly); with ``labels=True``
+    items are ``(image, float32 [len(ATTRIBUTES)])``.
+    """
+
+    def __init__(
+        self, resolution: int, *, first_seed: int = 0, length: int = 1_000_000, labels: bool = False
+    ) -> None:
+        if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+            raise ValueError(
+                f"synthfaces resolution {resolution}: must be between "
+                f"{MIN_RESOLUTION} and {MAX_RESOLUTION}"
+            )
+        self.resolution, self.first_seed, self.length, self.with_labels = (
+            resolution,
+            first_seed,
+            length,
+            labels,
+        )
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> Any:
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        img, labels = render_face(self.first_seed + i, self.resolution)
+        tensor = torch.from_numpy(img).permute(2, 0, 1).contiguous()
+        if self.with_labels:
+            return tensor, torch.from_numpy(labels_vector(labels))
+        return tensor
+
+
+class SynthFacesStream(torch.utils.data.IterableDataset[torch.Tensor]):
+    """An endless stream of faces from ``first_seed`` on; DataLoader workers split the seeds.
+
+    With several workers the images arrive in the same order as with none: worker k renders
+    seeds ``first_seed + k, + k + W, ...`` and the DataLoader interleaves them round-robin.
+    """
+
+    def __init__(self, resolution: int, *, first_seed: int = 0, labels: bool = False) -> None:
+        self.faces = SynthFacesDataset(
+            resolution, first_seed=first_seed, length=2**62, labels=labels
+        )
+
+    def __iter__(self) -> Iterator[Any]:
+        info = torch.utils.data.get_worker_info()
+        k, step = (0, 1) if info is None else (info.id, info.num_workers)
+        i = k
+        while True:
+            yield self.faces[i]
+            i += step
+
+
+def _render_chunk(job: tuple[int, int, int, str]) -> list[dict[str, Any]]:
+    first, count, resolution, out = job
+    rows = []
+    for seed in range(first, first + count):
+        img, labels = render_face(seed, resolution)
+        name = f"{seed:07d}.png"
+        Image.fromarray(img).save(Path(out) / name, compress_level=1)
+        rows.append({"file": name, "seed": seed, **labels})
+    return rows
+
+
+def write_folder(
+    out: Path,
+    *,
+    n: int,
+    resolution: int,
+    first_seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Render seeds ``first_seed .. first_seed + n - 1`` into ``out`` as ``{seed:07d}.png`` plus
+    ``labels.jsonl`` (one JSON object per image: file, seed and every attribute), in seed order.
+
+    Returns the labels file. Raises ``ValueError`` for a bad count or resolution and ``OSError``
+    when ``out`` cannot be written.
+    """
+    if n < 1:
+        raise ValueError(f"--n {n}: must be at least 1")
+    if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        raise ValueError(
+            f"resolution {resolution}: must be between {MIN_RESOLUTION} and {MAX_RESOLUTION}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    workers = workers or os.cpu_count() or 1
+    chunk = max(1, min(64, n // (4 * workers) or 1))
+    jobs = [
+        (s, min(chunk, first_seed + n - s), resolution, str(out))
+        for s in range(first_seed, first_seed + n, chunk)
+    ]
+    labels_path = out / "labels.jsonl"
+    bar = tqdm(total=n, desc="synthfaces", unit="img", disable=not progress, file=sys.stderr)
+    with labels_path.open("w") as f:
+        if workers == 1:
+            results: Iterator[list[dict[str, Any]]] = map(_render_chunk, jobs)
+            for rows in results:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+                bar.update(len(rows))
+        else:
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for rows in pool.imap(_render_chunk, jobs):  # imap keeps seed order
+                    f.writelines(json.dumps(r) + "\n" for r in rows)
+                    bar.update(len(rows))
+    bar.close()
+    return labels_path
