@@ -100,6 +100,48 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.set_defaults(func=cmd_synthfaces)
 
+    p = sub.add_parser(
+        "train-attributes", help="train the attribute network on SynthFaces (labels + FAD features)"
+    )
+    _add_model_args(p, settings)
+    p.add_argument("--id", default="attributes-synthfaces", dest="model_id", help="model id")
+    p.add_argument("--n", type=int, default=30_000, help="training faces (default: %(default)s)")
+    p.add_argument("--val", type=int, default=2_000, help="held-out faces (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=12, help="epochs (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=64, help="batch size (default: %(default)s)")
+    p.add_argument("--res", type=int, default=128, help="input resolution (default: %(default)s)")
+    p.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        default="bfloat16",
+        help="CPU autocast; bfloat16 is ~3.5x faster with AMX (default: %(default)s)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="render processes (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    p.set_defaults(func=cmd_train_attributes)
+
+    p = sub.add_parser(
+        "eval-model", help="FAD and attribute coverage of a model against held-out SynthFaces"
+    )
+    _add_model_args(p, settings)
+    p.add_argument(
+        "--model", default=settings.default_model, help="model id (default: %(default)s)"
+    )
+    p.add_argument(
+        "--attributes",
+        default="attributes-synthfaces",
+        help="attribute network model id (default: %(default)s)",
+    )
+    p.add_argument("--n", type=int, default=5000, help="samples per set (default: %(default)s)")
+    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=16, help="generator batch (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated z (default: 0)")
+    p.add_argument("--device", default=settings.device, help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default=settings.precision)
+    p.add_argument("--workers", type=int, default=None, help="render processes (default: all)")
+    p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    p.set_defaults(func=cmd_eval_model)
+
     p = sub.add_parser("models", help="list the models in the models directory")
     _add_model_args(p, settings)
     p.set_defaults(func=cmd_models)
@@ -207,6 +249,101 @@ def cmd_synthfaces(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     print(f"wrote {args.n} faces ({args.res}px) and {labels}")
+
+
+def cmd_train_attributes(args: argparse.Namespace) -> None:
+    import platform
+    import time
+
+    import torch
+
+    from stylelens.checkpoints.attribute_net import AttributeNetCard, save_attribute_net
+    from stylelens.checkpoints.native import is_valid_model_id
+    from stylelens.networks.attributes import AttributeNetConfig
+    from stylelens.training.attributes import (
+        AttributeTrainConfig,
+        evaluate,
+        render_training_sets,
+        summarize,
+        train_attribute_net,
+    )
+
+    if not is_valid_model_id(args.model_id):
+        raise UsageError(f"--id {args.model_id!r}: use lowercase letters, digits and ._-")
+    out = args.models_dir / args.model_id
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    if args.n < args.batch or args.val < 1 or args.epochs < 1 or args.batch < 2:
+        raise UsageError("need --n >= --batch >= 2, --val >= 1 and --epochs >= 1")
+    try:
+        net_config = AttributeNetConfig(resolution=args.res)
+    except ValueError as exc:
+        raise UsageError(f"--res {args.res}: {exc}") from exc
+    _check_writable(args.models_dir)
+    config = AttributeTrainConfig(
+        n_train=args.n,
+        n_val=args.val,
+        epochs=args.epochs,
+        batch=args.batch,
+        precision=args.precision,
+    )
+    t0 = time.time()
+    train, val = render_training_sets(config, args.res, workers=args.workers)
+    net, log = train_attribute_net(train, config=config, net_config=net_config)
+    metrics = evaluate(net, *val)
+    card = AttributeNetCard(
+        id=args.model_id,
+        description="Predicts every SynthFaces label; its penultimate features define FAD.",
+        config=net_config,
+        metrics=metrics,
+        training={
+            "data": f"synthfaces seeds 0-{config.n_train - 1} at {args.res}px, random h-flips",
+            "validation": f"{config.n_val} synthfaces from seed 50000000",
+            "epochs": config.epochs,
+            "batch": config.batch,
+            "lr": config.lr,
+            "precision": config.precision,
+            "seconds": round(time.time() - t0, 1),
+            "hardware": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "final_loss": log[-1]["loss"],
+        },
+    )
+    save_attribute_net(out, card, net, overwrite=args.overwrite)
+    print(summarize(metrics))
+    print(f"wrote {out}")
+
+
+def cmd_eval_model(args: argparse.Namespace) -> None:
+    from stylelens.checkpoints import load_generator, model_dir_for
+    from stylelens.checkpoints.attribute_net import load_attribute_net
+    from stylelens.evaluation.eval_model import EvalConfig, evaluate_model, format_report
+    from stylelens.networks.runtime import resolve_device
+
+    if args.n < 2 or args.batch < 1:
+        raise UsageError("need --n >= 2 and --batch >= 1")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    G, card = load_generator(model_dir_for(args.models_dir, args.model), device=device)
+    if G.img_resolution < 64:
+        raise UsageError(f"{card.id} is {G.img_resolution}px; eval-model needs 64px or more")
+    net, _ = load_attribute_net(args.models_dir / args.attributes)
+    config = EvalConfig(
+        n=args.n,
+        truncation_psi=args.trunc,
+        seed=args.seed,
+        batch=args.batch,
+        precision=args.precision,
+    )
+    report = evaluate_model(G, net, config, workers=args.workers)
+    report["model"] = card.id
+    print(format_report(report))
+    if args.json is not None:
+        _check_writable(args.json.parent)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:

@@ -203,13 +203,20 @@ def model_dir_for(models_dir: Path, model_id: str) -> Path:
 def list_models(models_dir: Path) -> list[str]:
     if not models_dir.is_dir():
         return []
-    return sorted(p.name for p in models_dir.iterdir() if (p / CARD_FILE).is_file())
+    return sorted(
+        p.name
+        for p in models_dir.iterdir()
+        if (p / CARD_FILE).is_file() and (p / GENERATOR_FILE).is_file()
+    )
 
 
 def load_card(model_dir: Path) -> ModelCard:
     path = model_dir / CARD_FILE
     try:
-        return ModelCard.model_validate(json.loads(path.read_text()))
+        raw = json.loads(path.read_text())
+        if isinstance(raw, dict) and raw.get("kind", "generator") != "generator":
+            raise CheckpointError(f"{model_dir.name} is an {raw['kind']}, not a generator model")
+        return ModelCard.model_validate(raw)
     except (OSError, json.JSONDecodeError, ValidationError) as exc:
         raise CheckpointError(f"{path}: not a valid model card: {exc}") from exc
 

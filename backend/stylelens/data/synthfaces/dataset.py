@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
@@ -128,3 +129,42 @@ def write_folder(
                     bar.update(len(rows))
     bar.close()
     return labels_path
+
+
+def _render_arrays(job: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    first, count, resolution = job
+    faces = [render_face(s, resolution) for s in range(first, first + count)]
+    images = np.stack([f[0] for f in faces]).transpose(0, 3, 1, 2)  # [n, 3, R, R]
+    return images, np.stack([labels_vector(f[1]) for f in faces])
+
+
+def render_arrays(
+    *, first_seed: int, n: int, resolution: int, workers: int | None = None, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeds ``first_seed ..`` as ``(uint8 [n, 3, R, R], float32 labels [n, len(ATTRIBUTES)])``,
+    rendered by ``workers`` processes (default: all cores)."""
+    workers = workers or os.cpu_count() or 1
+    chunk = 64
+    jobs = [
+        (s, min(chunk, first_seed + n - s), resolution)
+        for s in range(first_seed, first_seed + n, chunk)
+    ]
+    bar = tqdm(
+        total=n,
+        desc=f"synthfaces {resolution}px",
+        unit="img",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    parts = []
+    if workers == 1:
+        for job in jobs:
+            parts.append(_render_arrays(job))
+            bar.update(job[1])
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for part in pool.imap(_render_arrays, jobs):
+                parts.append(part)
+                bar.update(len(part[0]))
+    bar.close()
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

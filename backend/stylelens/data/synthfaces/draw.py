@@ -193,7 +193,7 @@ def _hair_texture(
         cv = cv - period * np.round(cv / period)
         t = np.cos(f * np.sqrt(cu * cu + cv * cv) * 1.4)
     else:
-        period = 0.022 * scale
+        period = 0.03 * scale
         ang = np.arctan2(u, -(v + 0.9 * scale))  # strands fan out from the crown
         t = np.sin(ang * (2 * math.pi / period) * 0.9 * scale + 6.0 * noise)
     return 0.92 + 0.22 * _fade(period, px) * t + 0.1 * noise
@@ -275,7 +275,7 @@ def _wrinkles(h: _Head, p: FaceParams, skin: np.ndarray) -> None:
     strength = max(0.0, p.age - 0.3) / 0.7
     if strength <= 0:
         return
-    fade = _fade(0.02 * h.s, h.px)
+    fade = _fade(0.05 * h.s, h.px)  # the lines' spacing
     dark = skin * 0.55
     win = h.window(0.0, -0.36 * h.s, 0.5 * h.a)
     if win is not None:  # forehead lines

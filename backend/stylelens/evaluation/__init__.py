@@ -1,0 +1,1 @@
+"""Measuring generators: Fréchet Attribute Distance and attribute coverage."""
