@@ -30,8 +30,6 @@ import datetime
 import json
 import math
 import os
-import platform
-import re
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +38,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from common import DOC, ROOT, machine, write_docs
 from torch.utils.flop_counter import FlopCounterMode
 
 from stylelens.checkpoints import load_generator, model_dir_for
@@ -47,8 +46,6 @@ from stylelens.networks import ops
 from stylelens.networks.runtime import autocast
 from stylelens.networks.stylegan2 import Generator, GeneratorConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "performance.md"
 MODES = ["plain", "dw-blur", "float32", "bfloat16", "compile-float32", "compile-bfloat16"]
 
 # ----------------------------------------------------------------------------
@@ -199,21 +196,6 @@ def bench_size(G: Generator, modes: list[str], repeats: int, warmup: int, label:
     return results
 
 
-def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    with contextlib.suppress(OSError):
-        text = Path("/proc/cpuinfo").read_text()
-        m = re.search(r"model name\s*:\s*(.+)", text)
-        cpu = m[1].strip() if m else cpu
-        flags = re.search(r"flags\s*:\s*(.+)", text)
-        if flags and "amx_bf16" in flags[1]:
-            cpu += ", AMX-BF16"
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, Python {platform.python_version()}"
-    )
-
-
 def table(results: list[dict]) -> str:
     lines = [
         "| size | mode | fwd | fwd+bwd | first call fwd / fwd+bwd | GFLOP fwd / fwd+bwd "
@@ -254,18 +236,6 @@ def _ms(s: float) -> str:
 
 def _err(e: float) -> str:
     return "0" if e == 0 else f"{e:.1e}"
-
-
-def write_docs(section: str, body: str) -> None:
-    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
-    text = DOC.read_text() if DOC.exists() else "# Performance\n"
-    block = f"{start}\n{body}\n{end}"
-    if start in text:
-        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda m: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(text)
 
 
 def main() -> None:
