@@ -15,6 +15,7 @@ from pathlib import Path
 from stylelens import __version__
 from stylelens.errors import StyleLensError
 from stylelens.settings import Settings
+from stylelens.training.cli import register as register_training
 
 EXIT_USAGE = 2
 
@@ -141,6 +142,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="render processes (default: all)")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     p.set_defaults(func=cmd_eval_model)
+
+    register_training(sub, settings)  # train, export
 
     p = sub.add_parser("models", help="list the models in the models directory")
     _add_model_args(p, settings)

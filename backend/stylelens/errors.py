@@ -11,3 +11,11 @@ class CheckpointError(StyleLensError):
 
 class ModelNotFound(StyleLensError):
     """No model directory with the requested id."""
+
+
+class DatasetError(StyleLensError):
+    """Training images cannot be found or read, or do not fit the requested resolution."""
+
+
+class TrainingError(StyleLensError):
+    """A training run cannot start, resume or be exported as asked."""

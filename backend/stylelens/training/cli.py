@@ -1,0 +1,166 @@
+"""``stylelens train`` and ``stylelens export``: argparse wiring only.
+
+Options default to None so that a resumed run takes every setting from its ``config.json`` and
+only what is given on the command line is compared with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from stylelens.errors import TrainingError
+from stylelens.settings import Settings
+
+# flag -> (TrainConfig field, type, help)
+_OPTIONS: dict[str, tuple[str, type, str]] = {
+    "--res": ("resolution", int, "image size, a power of two (default 256; --init: the model's)"),
+    "--batch": ("batch", int, "images per minibatch (default min(4096 / res, 32))"),
+    "--kimg": ("kimg", float, "train until this many thousand images (default 25000)"),
+    "--gamma": ("r1_gamma", float, "R1 weight (default 0.0002 * res^2 / batch; 0: off)"),
+    "--pl-weight": ("pl_weight", float, "path-length regularisation weight (default 2; 0: off)"),
+    "--mixing": ("style_mixing_prob", float, "style-mixing probability (default 0.9)"),
+    "--ema-kimg": ("ema_kimg", float, "G_ema half-life in kimg (default batch * 10 / 32)"),
+    "--freeze-d": ("freeze_d", int, "FreezeD: D blocks to freeze from the image side (default 0)"),
+    "--z-dim": ("z_dim", int, "latent Z size (default 512)"),
+    "--w-dim": ("w_dim", int, "latent W size (default 512)"),
+    "--mapping-layers": ("mapping_layers", int, "mapping network depth (default 2)"),
+    "--channel-base": ("channel_base", int, "channels at res R: min(base / R, max) (16384)"),
+    "--channel-max": ("channel_max", int, "most channels of any layer (default 512)"),
+    "--seed": ("seed", int, "seed of weights, latents, noise, data order (default 0)"),
+    "--tick-kimg": (
+        "tick_kimg",
+        float,
+        "metrics row and checkpoint every N kimg (default: 1 on CPU, 10 on CUDA)",
+    ),
+    "--snapshot-kimg": ("snapshot_kimg", float, "sample grid every N kimg (default 10)"),
+    "--workers": ("num_workers", int, "data-loading processes (default: 2 on CUDA, 0 on CPU)"),
+}
+
+
+def register(subparsers: Any, settings: Settings) -> None:
+    """Add ``train`` and ``export`` to the ``stylelens`` command's subparsers."""
+    p = subparsers.add_parser("train", help="train or fine-tune a StyleGAN2 (CPU or CUDA)")
+    p.add_argument("--data", help="'synthfaces' or a folder of images (png, jpg, webp, bmp)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--outdir", type=Path, help="new run directory, e.g. runs/faces64")
+    where.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run exactly")
+    p.add_argument("--init", metavar="MODEL", help="fine-tune from a model directory or id")
+    p.add_argument("--models-dir", type=Path, default=settings.models_dir,
+                   help="where --init ids are looked up (default: %(default)s)")  # fmt: skip
+    for flag, (_, kind, text) in _OPTIONS.items():
+        p.add_argument(flag, type=kind, default=None, help=text)
+    p.add_argument("--lr", type=float, help="Adam learning rate of G and D (default 0.0025)")
+    p.add_argument("--freeze-g", metavar="PARTS",
+                   help="generator parts to freeze, e.g. mapping,b4,b8 (or synthesis)")  # fmt: skip
+    p.add_argument("--aug", action=argparse.BooleanOptionalAction, default=None,
+                   help="differentiable augmentation (default: on for folders, off for "
+                   "synthfaces)")  # fmt: skip
+    p.add_argument("--aug-p", type=float, help="augmentation probability per group (0.5)")
+    p.add_argument("--device", default=settings.device, help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
+                   help="auto: bfloat16 autocast on CUDA, float32 on CPU")  # fmt: skip
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bar with img/s")  # fmt: skip
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("export", help="write a training run's G_ema as a model")
+    p.add_argument("run_dir", type=Path, help="the run directory (stylelens train --outdir)")
+    p.add_argument("--id", required=True, dest="model_id", help="new model id, e.g. faces-64")
+    p.add_argument("--models-dir", type=Path, default=settings.models_dir,
+                   help="one folder per model (default: %(default)s)")  # fmt: skip
+    p.add_argument("--name", default="", help="human-readable name for the model card")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model")
+    p.set_defaults(func=cmd_export)
+
+
+def _overrides(args: argparse.Namespace, base: Any) -> dict[str, Any]:
+    """TrainConfig fields given on the command line."""
+    from stylelens.training.augment import AugmentConfig
+
+    out = {
+        field: getattr(args, flag[2:].replace("-", "_"))
+        for flag, (field, _, _) in _OPTIONS.items()
+        if getattr(args, flag[2:].replace("-", "_")) is not None
+    }
+    out["device"] = args.device
+    if args.lr is not None:
+        out["lr_g"] = out["lr_d"] = args.lr
+    if args.freeze_g is not None:
+        out["freeze_g"] = tuple(s.strip() for s in args.freeze_g.split(",") if s.strip())
+    if args.precision is not None:
+        out["precision"] = args.precision
+    if args.aug is False:
+        out["augment"] = None
+    elif args.aug or args.aug_p is not None:
+        aug = base.augment or AugmentConfig()
+        out["augment"] = aug if args.aug_p is None else dataclasses.replace(aug, p=args.aug_p)
+    return out
+
+
+def _init_dir(spec: str, models_dir: Path) -> Path:
+    from stylelens.checkpoints.native import CARD_FILE, model_dir_for
+
+    path = Path(spec).expanduser()
+    if (path / CARD_FILE).is_file():
+        return path.resolve()
+    return model_dir_for(models_dir, spec).resolve()
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from stylelens.checkpoints.native import load_card
+    from stylelens.data.sources import SYNTHFACES, open_dataset
+    from stylelens.training.augment import AugmentConfig
+    from stylelens.training.config import TrainConfig, architecture_of
+    from stylelens.training.loop import read_run, train
+
+    resume = args.resume is not None
+    if resume:
+        record = read_run(args.resume)
+        base, source, run_dir = record.config, args.data or record.data["source"], args.resume
+        if args.data is not None and args.data != SYNTHFACES:
+            source = str(Path(args.data).expanduser().resolve())
+    else:
+        if args.data is None or args.outdir is None:
+            raise TrainingError("a new run needs --data (synthfaces or a folder) and --outdir")
+        base, source, run_dir = TrainConfig(), args.data, args.outdir
+        if args.aug is None and args.aug_p is None and source != SYNTHFACES:
+            base = dataclasses.replace(base, augment=AugmentConfig())  # small data: augment
+    if args.init is not None:
+        init = _init_dir(args.init, args.models_dir)
+        card = load_card(init)
+        if not resume:
+            arch = architecture_of(card.generator, card.discriminator)
+            base = dataclasses.replace(base, **arch)
+        base = dataclasses.replace(base, init=str(init))
+    try:
+        config = dataclasses.replace(base, **_overrides(args, base))
+    except ValueError as exc:
+        raise TrainingError(f"invalid option: {exc}") from exc
+    data = open_dataset(source, config.resolution)
+    try:
+        state = train(config, run_dir=run_dir, data=data, resume=resume, progress=args.progress)
+    except KeyboardInterrupt:
+        raise TrainingError(
+            f"interrupted; continue from the last tick with: stylelens train --resume {run_dir}"
+        ) from None
+    print(f"trained {state.cur_nimg / 1000:.3f} kimg in {run_dir}")
+    print(f"make it a model with: stylelens export {run_dir} --id ID")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from stylelens.checkpoints.native import describe
+    from stylelens.training.export import export_run
+
+    card = export_run(
+        args.run_dir,
+        model_id=args.model_id,
+        models_dir=args.models_dir,
+        name=args.name,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {args.models_dir / card.id}")
+    print(json.dumps(describe(card), indent=2))

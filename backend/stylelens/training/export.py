@@ -1,0 +1,122 @@
+"""A training run -> a native model directory (``models/<id>/``) the app can load.
+
+The model's generator is the run's G_ema (the weights NVIDIA ships as ``G_ema`` too), its
+discriminator the run's D (kept for fine-tuning and discriminator-feature losses). The card
+records how the weights were made in a ``training`` field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from stylelens.checkpoints.native import (
+    ModelCard,
+    SourceInfo,
+    is_valid_model_id,
+    now_iso,
+    save_model,
+)
+from stylelens.data.sources import SYNTHFACES
+from stylelens.errors import TrainingError
+from stylelens.training.loop import read_run
+from stylelens.training.state import CHECKPOINT_FILE, read_checkpoint
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _license(data: dict[str, Any], init_model: dict[str, Any] | None) -> str:
+    if data.get("source") == SYNTHFACES:
+        text = "Trained by StyleLens on SynthFaces, procedurally drawn faces (no photographs)."
+    else:
+        text = (
+            f"Trained on the images in {data.get('source')}; the weights carry the terms of "
+            "those images."
+        )
+    if init_model is not None:
+        text += (
+            f" Fine-tuned from {init_model.get('id')!r}, whose terms still apply: "
+            f"{init_model.get('license') or 'unknown'}"
+        )
+    return text
+
+
+def export_run(
+    run_dir: Path,
+    *,
+    model_id: str,
+    models_dir: Path,
+    name: str = "",
+    description: str = "",
+    overwrite: bool = False,
+) -> ModelCard:
+    """Write ``models_dir/model_id`` from the run's latest checkpoint.
+
+    Args:
+        run_dir: a training run (``config.json`` and ``checkpoint.pt``).
+        model_id: the new model's id (lowercase letters, digits, ``._-``).
+        models_dir: where model directories live.
+        name, description: for the card (a name is made up from the run when empty).
+        overwrite: replace an existing model directory of that id.
+
+    Returns:
+        The card written.
+
+    Raises:
+        TrainingError: not a run, no checkpoint yet, or an invalid model id.
+        CheckpointError: the model directory exists (without ``overwrite``).
+    """
+    run_dir = Path(run_dir)
+    if not is_valid_model_id(model_id):
+        raise TrainingError(
+            f"{model_id!r} is not a valid model id (lowercase letters, digits, ._-)"
+        )
+    record = read_run(run_dir)
+    ckpt_path = run_dir / CHECKPOINT_FILE
+    payload = read_checkpoint(ckpt_path)
+    cfg, progress = record.config, payload["progress"]
+    kimg = round(progress["cur_nimg"] / 1000, 3)
+    training = {
+        "data": record.data,
+        "kimg": kimg,
+        "batch": cfg.batch,
+        "resolution": cfg.resolution,
+        "seconds": round(progress["seconds"], 1),
+        "hardware": progress["hardware"],
+        "metrics": payload["metrics"],
+        "freeze_d": cfg.freeze_d,
+        "freeze_g": list(cfg.freeze_g),
+        "init": record.init_model,
+        "augment": cfg.augment is not None,
+        "r1_gamma": cfg.r1_gamma,
+        "pl_weight": cfg.pl_weight,
+        "seed": cfg.seed,
+        "run": str(run_dir.resolve()),
+        "started": record.created,
+    }
+    card = ModelCard.model_validate(
+        {
+            "id": model_id,
+            "name": name or f"{run_dir.name} ({kimg} kimg)",
+            "description": description,
+            "generator": cfg.generator,
+            "discriminator": cfg.discriminator,
+            "source": SourceInfo(
+                format="native",
+                file=CHECKPOINT_FILE,
+                sha256=_sha256(ckpt_path),
+                converted_at=now_iso(),
+            ),
+            "license": _license(record.data, record.init_model),
+            "training": training,  # an extra field: the card keeps unknown fields
+        }
+    )
+    save_model(models_dir / model_id, card, payload["G_ema"], payload["D"], overwrite=overwrite)
+    return card
