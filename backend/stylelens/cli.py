@@ -108,7 +108,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--id", default="attributes-synthfaces", dest="model_id", help="model id")
     p.add_argument("--n", type=int, default=30_000, help="training faces (default: %(default)s)")
     p.add_argument("--val", type=int, default=2_000, help="held-out faces (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=12, help="epochs (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs (default: %(default)s)")
     p.add_argument("--batch", type=int, default=64, help="batch size (default: %(default)s)")
     p.add_argument("--res", type=int, default=128, help="input resolution (default: %(default)s)")
     p.add_argument(
@@ -255,7 +255,6 @@ def cmd_synthfaces(args: argparse.Namespace) -> None:
 
 
 def cmd_train_attributes(args: argparse.Namespace) -> None:
-    import platform
     import time
 
     import torch
@@ -270,6 +269,7 @@ def cmd_train_attributes(args: argparse.Namespace) -> None:
         summarize,
         train_attribute_net,
     )
+    from stylelens.training.state import describe_hardware
 
     if not is_valid_model_id(args.model_id):
         raise UsageError(f"--id {args.model_id!r}: use lowercase letters, digits and ._-")
@@ -307,8 +307,7 @@ def cmd_train_attributes(args: argparse.Namespace) -> None:
             "lr": config.lr,
             "precision": config.precision,
             "seconds": round(time.time() - t0, 1),
-            "hardware": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
+            "hardware": describe_hardware(torch.device("cpu")),
             "final_loss": log[-1]["loss"],
         },
     )

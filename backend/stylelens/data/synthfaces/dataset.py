@@ -75,6 +75,14 @@ class SynthFacesStream(torch.utils.data.IterableDataset[torch.Tensor]):
             i += step
 
 
+def _pool(workers: int) -> Any:
+    """A process pool for rendering. Fork where the OS has it: workers start in milliseconds
+    and need not re-import the caller's ``__main__`` (spawn fails for ``python -c`` / stdin
+    scripts); they run numpy and PIL only, so forking a process that has used torch is safe."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn").Pool(workers)
+
+
 def _render_chunk(job: tuple[int, int, int, str]) -> list[dict[str, Any]]:
     first, count, resolution, out = job
     rows = []
@@ -123,7 +131,7 @@ def write_folder(
                 f.writelines(json.dumps(r) + "\n" for r in rows)
                 bar.update(len(rows))
         else:
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            with _pool(workers) as pool:
                 for rows in pool.imap(_render_chunk, jobs):  # imap keeps seed order
                     f.writelines(json.dumps(r) + "\n" for r in rows)
                     bar.update(len(rows))
@@ -162,7 +170,7 @@ def render_arrays(
             parts.append(_render_arrays(job))
             bar.update(job[1])
     else:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        with _pool(workers) as pool:
             for part in pool.imap(_render_arrays, jobs):
                 parts.append(part)
                 bar.update(len(part[0]))
