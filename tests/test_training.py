@@ -94,7 +94,7 @@ def test_a_few_steps_train_without_nan_and_move_the_weights(tmp_path: Path):
         assert not torch.equal(p, start.D.state_dict()[name]), f"{name} did not change"
     assert not torch.equal(state.G.mapping.w_avg, start.G.mapping.w_avg)  # w_avg is tracked
     samples = sorted(p.name for p in (tmp_path / "run" / "samples").iterdir())
-    assert samples == ["fakes000000.png"]  # 0.016 kimg rounds down to grid 0 (written again)
+    assert samples == ["fakes000000.000.png", "fakes000000.008.png", "fakes000000.016.png"]
     assert Image.open(tmp_path / "run" / "samples" / samples[0]).size == (4 * 32, 4 * 32)
     payload = read_checkpoint(tmp_path / "run" / CHECKPOINT_FILE)
     assert payload["progress"]["cur_nimg"] == 16 and payload["progress"]["data_position"] == 16

@@ -11,7 +11,7 @@ Run directory::
 
     config.json               the resolved TrainConfig, the data description, the init model
     metrics.csv               one row per tick (METRIC_COLUMNS)
-    samples/fakesKKKKKK.png   G_ema on seeds 0-15 (as ``stylelens render --seeds 0-15``)
+    samples/fakesKKKKKK.KKK.png G_ema on seeds 0-15 (as ``stylelens render --seeds 0-15``)
     checkpoint.pt             everything a bit-exact ``--resume`` needs
 
 Resume is exact because every random draw comes from the run's own generators (saved) and the
@@ -333,7 +333,8 @@ def _write_metrics(path: Path, rows: list[dict[str, Any]], *, append: bool) -> N
 
 def _snapshot(state: TrainingState, run_dir: Path) -> Path:
     images = [img for _, img in render_seeds(state.G_ema, GRID_SEEDS, batch_size=8)]
-    path = run_dir / SAMPLES_DIR / f"fakes{state.cur_nimg // 1000:06d}.png"
+    # kimg with three decimals: short CPU ticks must not overwrite each other's grids
+    path = run_dir / SAMPLES_DIR / f"fakes{state.cur_nimg / 1000:010.3f}.png"
     image_grid(images, cols=4).save(path)
     return path
 
