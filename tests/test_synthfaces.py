@@ -133,3 +133,12 @@ def test_synthfaces_cli(tmp_path, capsys) -> None:
     assert main(["synthfaces", "--n", "3", "--res", "63", "--out", str(tmp_path)]) == 2
     assert "between 64 and 512" in capsys.readouterr().err
     assert main(["synthfaces", "--n", "0", "--out", str(tmp_path)]) == 2
+
+
+def test_no_two_seeds_look_alike() -> None:
+    faces = np.stack([render_face(s, 64)[0] for s in range(120)]).astype(np.float32)
+    flat = faces.reshape(len(faces), -1)
+    sq = (flat**2).sum(1)
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * flat @ flat.T, 0) / flat.shape[1])
+    np.fill_diagonal(dist, np.inf)
+    assert dist.min() > 15  # RMS difference in 0-255 units between the two closest faces
