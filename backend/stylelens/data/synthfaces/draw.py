@@ -40,7 +40,16 @@ def _cov(d: np.ndarray, px: float) -> np.ndarray:
 
 def _blend(dst: np.ndarray, color: Any, alpha: np.ndarray) -> None:
     """Paint ``color`` (an RGB triple or an [..., 3] array) over ``dst`` in place."""
-    dst += (np.asarray(color, dtype=np.float32) - dst) * alpha[..., None]
+    color = np.asarray(color, dtype=np.float32)
+    if alpha.size > 4096:  # paint only the rows and columns the shape touches
+        rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+        if len(rows) == 0:
+            return
+        box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        if color.ndim == 3:
+            color = np.broadcast_to(color, dst.shape)[box]
+        dst, alpha = dst[box], alpha[box]
+    dst += (color - dst) * alpha[..., None]
 
 
 def _ellipse(u: np.ndarray, v: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -156,7 +165,7 @@ def _background(img: np.ndarray, xs: np.ndarray, p: FaceParams, rng: np.random.G
         dtype=np.float32,
     )
     lx = 0.8 * p.light
-    glow = np.exp(-((xs[None, :] - lx) ** 2 + (xs[:, None] + 0.5) ** 2) * 0.8)  # [n, n]
+    glow = np.outer(np.exp(-0.8 * (xs + 0.5) ** 2), np.exp(-0.8 * (xs - lx) ** 2))  # [n, n]
     shade = 0.72 + 0.38 * glow - 0.12 * xs[:, None] + 0.06 * _noise(rng, (n, n), 4)
     img[:] = base * shade[..., None]
 

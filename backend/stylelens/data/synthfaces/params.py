@@ -4,7 +4,7 @@ variety, drawn from a seed."""
 from __future__ import annotations
 
 import colorsys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -92,8 +92,7 @@ class FaceParams:
 
     def labels(self) -> dict[str, float | int]:
         """The labelled attributes, by ``ATTRIBUTES`` name."""
-        values = asdict(self)
-        return {a.name: values[a.name] for a in ATTRIBUTES}
+        return {a.name: getattr(self, a.name) for a in ATTRIBUTES}
 
 
 def sample_params(seed: int) -> FaceParams:
