@@ -6,9 +6,9 @@ import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -17,6 +17,8 @@ from tqdm import tqdm
 
 from stylelens.data.synthfaces.draw import MAX_RESOLUTION, MIN_RESOLUTION, render_face
 from stylelens.data.synthfaces.params import labels_vector
+
+T = TypeVar("T")
 
 
 class SynthFacesDataset(torch.utils.data.Dataset[torch.Tensor]):
@@ -75,12 +77,20 @@ class SynthFacesStream(torch.utils.data.IterableDataset[torch.Tensor]):
             i += step
 
 
-def _pool(workers: int) -> Any:
-    """A process pool for rendering. Fork where the OS has it: workers start in milliseconds
-    and need not re-import the caller's ``__main__`` (spawn fails for ``python -c`` / stdin
-    scripts); they run numpy and PIL only, so forking a process that has used torch is safe."""
+def _in_order(fn: Callable[[Any], T], jobs: list[Any], workers: int) -> Iterator[T]:
+    """``map(fn, jobs)`` in ``workers`` processes, results in job order.
+
+    The pool forks where the OS can: workers start in milliseconds and need not re-import the
+    caller's ``__main__`` (spawn fails for ``python -c`` / stdin scripts); they run numpy and
+    PIL only, so forking a process that has used torch is safe.
+    """
+    if workers == 1:
+        yield from map(fn, jobs)
+        return
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn").Pool(workers)
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with context.Pool(workers) as pool:
+        yield from pool.imap(fn, jobs)
 
 
 def _render_chunk(job: tuple[int, int, int, str]) -> list[dict[str, Any]]:
@@ -125,16 +135,9 @@ def write_folder(
     labels_path = out / "labels.jsonl"
     bar = tqdm(total=n, desc="synthfaces", unit="img", disable=not progress, file=sys.stderr)
     with labels_path.open("w") as f:
-        if workers == 1:
-            results: Iterator[list[dict[str, Any]]] = map(_render_chunk, jobs)
-            for rows in results:
-                f.writelines(json.dumps(r) + "\n" for r in rows)
-                bar.update(len(rows))
-        else:
-            with _pool(workers) as pool:
-                for rows in pool.imap(_render_chunk, jobs):  # imap keeps seed order
-                    f.writelines(json.dumps(r) + "\n" for r in rows)
-                    bar.update(len(rows))
+        for rows in _in_order(_render_chunk, jobs, workers):
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+            bar.update(len(rows))
     bar.close()
     return labels_path
 
@@ -165,14 +168,8 @@ def render_arrays(
         file=sys.stderr,
     )
     parts = []
-    if workers == 1:
-        for job in jobs:
-            parts.append(_render_arrays(job))
-            bar.update(job[1])
-    else:
-        with _pool(workers) as pool:
-            for part in pool.imap(_render_arrays, jobs):
-                parts.append(part)
-                bar.update(len(part[0]))
+    for part in _in_order(_render_arrays, jobs, workers):
+        parts.append(part)
+        bar.update(len(part[0]))
     bar.close()
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -179,7 +179,7 @@ def _body(img: np.ndarray, xs: np.ndarray, p: FaceParams, skin: np.ndarray, px: 
     lit = 1.0 + 0.25 * p.light * (x - cx)
     # neck: a rounded column under the head, shadowed under the chin
     neck_w = 0.13 * p.head_scale * (0.9 + 0.2 * p.face_width)
-    d_neck = np.abs(x - cx) - neck_w + 0.0 * y
+    d_neck = np.abs(x - cx) - neck_w  # [1, n]: a column down to the shirt
     neck_shade = np.clip(0.62 + 0.5 * (y - (p.head_y + 0.45)), 0.55, 1.0) * lit
     _blend(sub, skin * neck_shade[..., None], _cov(d_neck, px))
     # shoulders and shirt, with a round neckline
