@@ -7,7 +7,6 @@ networks, and writes ``models/<id>/``.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +21,7 @@ from stylelens.checkpoints.native import (
     load_into,
     now_iso,
     save_model,
+    sha256_file,
 )
 from stylelens.checkpoints.nvidia_pkl import read_nvidia_pkl
 from stylelens.checkpoints.rosinality_pt import read_rosinality_pt
@@ -185,14 +185,6 @@ def estimate_w_avg(G: Generator, num_samples: int = W_AVG_SAMPLES) -> torch.Tens
     return G.mapping(z)[:, 0].mean(dim=0)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert_checkpoint(
     src: Path,
     *,
@@ -239,7 +231,9 @@ def convert_checkpoint(
         description=description,
         generator=g_config,
         discriminator=d_config,
-        source=SourceInfo(format=fmt, file=src.name, sha256=_sha256(src), converted_at=now_iso()),
+        source=SourceInfo(
+            format=fmt, file=src.name, sha256=sha256_file(src), converted_at=now_iso()
+        ),
         license=license_note or LICENSE_NOTES[fmt],
     )
     save_model(target, card, g_state, d_state, overwrite=overwrite)

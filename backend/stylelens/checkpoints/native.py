@@ -7,6 +7,7 @@ Every state dict is checked key by key and shape by shape before it reaches a mo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -71,6 +72,15 @@ class ModelCard(BaseModel):
                 raise ValueError(f"{name}={given} does not match the generator config ({value})")
             setattr(self, name, value)
         return self
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (recorded in ``SourceInfo.sha256``)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def now_iso() -> str:

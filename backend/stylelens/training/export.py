@@ -7,7 +7,6 @@ records how the weights were made in a ``training`` field.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,12 @@ from stylelens.checkpoints.native import (
     is_valid_model_id,
     now_iso,
     save_model,
+    sha256_file,
 )
 from stylelens.data.sources import SYNTHFACES
 from stylelens.errors import TrainingError
 from stylelens.training.loop import read_run
 from stylelens.training.state import CHECKPOINT_FILE, read_checkpoint
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _license(data: dict[str, Any], init_model: dict[str, Any] | None) -> str:
@@ -111,7 +103,7 @@ def export_run(
             "source": SourceInfo(
                 format="native",
                 file=CHECKPOINT_FILE,
-                sha256=_sha256(ckpt_path),
+                sha256=sha256_file(ckpt_path),
                 converted_at=now_iso(),
             ),
             "license": _license(record.data, record.init_model),
