@@ -113,3 +113,23 @@ def test_eval_model_reports_fad_floor_and_coverage(tmp_path: Path, capsys) -> No
     assert set(report["coverage"]) == {a.name for a in ATTRIBUTES}
     assert "floor (real vs real)" in capsys.readouterr().out
     assert main([*args[:5], "--attributes", "nope"]) == 2
+    assert "train-attributes" in capsys.readouterr().err
+    assert main([*args[:5], "--attributes", "attrs", "--n", "1"]) == 2
+    assert "--n >= 2" in capsys.readouterr().err
+
+
+def test_train_attributes_cli_writes_a_model_and_refuses_bad_input(tmp_path: Path, capsys) -> None:
+    base = ["train-attributes", "--models-dir", str(tmp_path), "--workers", "1"]
+    small = ["--n", "64", "--batch", "32", "--val", "8", "--epochs", "1", "--precision", "float32"]
+    assert main([*base, *small]) == 0
+    _, card = load_attribute_net(tmp_path / "attributes-synthfaces")
+    assert set(card.metrics) == {a.name for a in ATTRIBUTES} and card.training["epochs"] == 1
+    assert main([*base, *small]) == 2  # exists, no --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    for bad, message in [
+        (["--id", "Bad Id"], "lowercase"),
+        (["--n", "8", "--batch", "32"], "--n >= --batch"),
+        (["--res", "100"], "divisible"),
+    ]:
+        assert main([*base, "--id", "other", *bad]) == 2
+        assert message in capsys.readouterr().err

@@ -255,21 +255,14 @@ def cmd_synthfaces(args: argparse.Namespace) -> None:
 
 
 def cmd_train_attributes(args: argparse.Namespace) -> None:
-    import time
-
-    import torch
-
-    from stylelens.checkpoints.attribute_net import AttributeNetCard, save_attribute_net
+    from stylelens.checkpoints.attribute_net import save_attribute_net
     from stylelens.checkpoints.native import is_valid_model_id
     from stylelens.networks.attributes import AttributeNetConfig
     from stylelens.training.attributes import (
         AttributeTrainConfig,
-        evaluate,
-        render_training_sets,
+        fit_attribute_model,
         summarize,
-        train_attribute_net,
     )
-    from stylelens.training.state import describe_hardware
 
     if not is_valid_model_id(args.model_id):
         raise UsageError(f"--id {args.model_id!r}: use lowercase letters, digits and ._-")
@@ -290,29 +283,11 @@ def cmd_train_attributes(args: argparse.Namespace) -> None:
         batch=args.batch,
         precision=args.precision,
     )
-    t0 = time.time()
-    train, val = render_training_sets(config, args.res, workers=args.workers)
-    net, log = train_attribute_net(train, config=config, net_config=net_config)
-    metrics = evaluate(net, *val)
-    card = AttributeNetCard(
-        id=args.model_id,
-        description="Predicts every SynthFaces label; its penultimate features define FAD.",
-        config=net_config,
-        metrics=metrics,
-        training={
-            "data": f"synthfaces seeds 0-{config.n_train - 1} at {args.res}px, random h-flips",
-            "validation": f"{config.n_val} synthfaces from seed 50000000",
-            "epochs": config.epochs,
-            "batch": config.batch,
-            "lr": config.lr,
-            "precision": config.precision,
-            "seconds": round(time.time() - t0, 1),
-            "hardware": describe_hardware(torch.device("cpu")),
-            "final_loss": log[-1]["loss"],
-        },
+    net, card = fit_attribute_model(
+        config, net_config, model_id=args.model_id, workers=args.workers
     )
     save_attribute_net(out, card, net, overwrite=args.overwrite)
-    print(summarize(metrics))
+    print(summarize(card.metrics))
     print(f"wrote {out}")
 
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from stylelens.checkpoints.attribute_net import AttributeNetCard
 from stylelens.data.synthfaces.dataset import render_arrays
 from stylelens.data.synthfaces.params import Attribute
 from stylelens.networks.attributes import AttributeNet, AttributeNetConfig, attribute_loss
+from stylelens.training.state import describe_hardware
 
 VAL_FIRST_SEED = 50_000_000
 HELD_OUT_FIRST_SEED = 60_000_000
@@ -128,6 +130,39 @@ def render_training_sets(
         (torch.from_numpy(train[0]), torch.from_numpy(train[1])),
         (torch.from_numpy(val[0]), torch.from_numpy(val[1])),
     )
+
+
+def fit_attribute_model(
+    config: AttributeTrainConfig,
+    net_config: AttributeNetConfig,
+    *,
+    model_id: str,
+    workers: int | None = None,
+    progress: bool = True,
+) -> tuple[AttributeNet, AttributeNetCard]:
+    """Render the training and validation faces, train, measure: the net and its card."""
+    t0 = time.time()
+    train, val = render_training_sets(config, net_config.resolution, workers=workers)
+    net, log = train_attribute_net(train, config=config, net_config=net_config, progress=progress)
+    res = net_config.resolution
+    card = AttributeNetCard(
+        id=model_id,
+        description="Predicts every SynthFaces label; its penultimate features define FAD.",
+        config=net_config,
+        metrics=evaluate(net, *val),
+        training={
+            "data": f"synthfaces seeds 0-{config.n_train - 1} at {res}px, random h-flips",
+            "validation": f"{config.n_val} synthfaces from seed {VAL_FIRST_SEED}",
+            "epochs": config.epochs,
+            "batch": config.batch,
+            "lr": config.lr,
+            "precision": config.precision,
+            "seconds": round(time.time() - t0, 1),
+            "hardware": describe_hardware(torch.device("cpu")),
+            "final_loss": log[-1]["loss"],
+        },
+    )
+    return net, card
 
 
 def summarize(metrics: dict[str, dict[str, float]]) -> str:
