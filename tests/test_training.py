@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from PIL import Image
 
@@ -18,8 +19,9 @@ from stylelens.checkpoints import load_card, load_discriminator, load_generator
 from stylelens.data.folder import ImageFolderDataset
 from stylelens.data.sources import TrainingData, open_dataset
 from stylelens.errors import DatasetError, TrainingError
+from stylelens.networks import ops
 from stylelens.networks.discriminator import Discriminator
-from stylelens.render import z_from_seed
+from stylelens.render import to_uint8, z_from_seed
 from stylelens.settings import Settings
 from stylelens.training import loss
 from stylelens.training.augment import TRANSFORMS, AugmentConfig, augment
@@ -31,6 +33,7 @@ from stylelens.training.config import (
     config_to_dict,
 )
 from stylelens.training.export import export_run
+from stylelens.training.grow import grow_model
 from stylelens.training.loop import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -316,6 +319,16 @@ def test_export_writes_a_model_that_renders_like_g_ema(tmp_path: Path):
     assert card.discriminator is not None and card.source.format == "native"
     with pytest.raises(TrainingError, match="not a valid model id"):
         export_run(tmp_path / "run", model_id="Bad Id", models_dir=tmp_path / "models")
+    # float16 storage: half the bytes, the same pictures to within 1/255.
+    half = export_run(tmp_path / "run", model_id="tiny-half", models_dir=tmp_path / "models",
+                      storage="float16")  # fmt: skip
+    assert half.model_dump()["storage"]["max_render_change_255"] <= 1
+    stored = safetensors.torch.load_file(tmp_path / "models/tiny-half/generator.safetensors")
+    assert {v.dtype for v in stored.values()} == {torch.float16}
+    G16, _ = load_generator(tmp_path / "models" / "tiny-half")
+    with torch.no_grad():
+        change = np.abs(to_uint8(G16(z)).astype(int) - to_uint8(G(z)).astype(int)).max()
+    assert change <= 1
 
 
 def _cli(argv: list[str]) -> None:
@@ -358,3 +371,55 @@ def test_train_resume_and_export_commands(tmp_path: Path, capsys, models_dir: Pa
     assert (cfg.resolution, cfg.z_dim, cfg.channel_base, cfg.conv_clamp) == (32, 32, 256, None)
     assert cfg.init == str((models_dir / "tiny-nvidia").resolve()) and cfg.freeze_d == 1
     assert read_run(tuned).init_model["id"] == "tiny-nvidia"
+
+
+# ----------------------------------------------------------------------------
+# Growing a model to a higher resolution
+
+
+def test_grown_model_renders_the_source_upsampled_and_keeps_its_weights(
+    tmp_path: Path, models_dir: Path
+):
+    source = models_dir / "tiny-nvidia"
+    card = grow_model(source, resolution=64, model_id="tiny-64", models_dir=tmp_path)
+    assert card.generator.img_resolution == 64 and card.num_ws == load_card(source).num_ws + 2
+    G_src, _ = load_generator(source)
+    G, _ = load_generator(tmp_path / "tiny-64")
+    z = torch.cat([z_from_seed(s, 32) for s in range(3)])
+    with torch.no_grad():
+        expected = ops.upsample2d(G_src(z), ops.setup_filter())
+        assert torch.allclose(G(z), expected, atol=1e-6)
+        assert torch.equal(G.mapping.w_avg, G_src.mapping.w_avg)
+    # The discriminator: a new input block; every source tensor but its fromRGB carried over.
+    D_src, _ = load_discriminator(source)
+    D, _ = load_discriminator(tmp_path / "tiny-64")
+    src_state, state = D_src.state_dict(), D.state_dict()
+    new = sorted({name.split(".")[0] for name in state if name not in src_state})
+    assert new == ["b64"]
+    for name, value in state.items():
+        if name in src_state:
+            assert torch.equal(value, src_state[name]), name
+    assert set(src_state) - set(state) == {n for n in src_state if n.startswith("b32.fromrgb")}
+    with pytest.raises(TrainingError, match="power of two above"):
+        grow_model(source, resolution=32, model_id="x", models_dir=tmp_path)
+    with pytest.raises(TrainingError, match="not a valid model id"):
+        grow_model(source, resolution=64, model_id="Bad Id", models_dir=tmp_path)
+
+
+def test_grow_command_then_train_the_new_blocks(tmp_path: Path, capsys, models_dir: Path):
+    grown_dir = tmp_path / "models"
+    _cli(["grow", str(models_dir / "tiny-nvidia"), "--res", "64", "--id", "tiny-64",
+          "--models-dir", str(grown_dir)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "--freeze-g mapping,b4,b8,b16,b32" in out
+    run_dir = tmp_path / "run"
+    _cli(["train", "--data", "synthfaces", "--outdir", str(run_dir), "--init", "tiny-64",
+          "--models-dir", str(grown_dir), "--freeze-g", "mapping,b4,b8,b16,b32", "--batch", "4",
+          "--kimg", "0.004", "--device", "cpu", "--no-progress"])  # fmt: skip
+    payload = read_checkpoint(run_dir / CHECKPOINT_FILE)
+    G_src, _ = load_generator(grown_dir / "tiny-64")
+    trained = payload["G"]
+    for name, value in G_src.state_dict().items():  # frozen: bit-identical (w_avg is tracked)
+        if not name.startswith("synthesis.b64.") and name != "mapping.w_avg":
+            assert torch.equal(trained[name], value), name
+    assert not torch.equal(trained["synthesis.b64.torgb.weight"], G_src.synthesis.b64.torgb.weight)

@@ -1,4 +1,4 @@
-"""``stylelens train`` and ``stylelens export``: argparse wiring only.
+"""``stylelens train``, ``export`` and ``grow``: argparse wiring only.
 
 Options default to None so that a resumed run takes every setting from its ``config.json`` and
 only what is given on the command line is compared with it.
@@ -42,7 +42,7 @@ _OPTIONS: dict[str, tuple[str, type, str]] = {
 
 
 def register(subparsers: Any, settings: Settings) -> None:
-    """Add ``train`` and ``export`` to the ``stylelens`` command's subparsers."""
+    """Add ``train``, ``export`` and ``grow`` to the ``stylelens`` command's subparsers."""
     p = subparsers.add_parser("train", help="train or fine-tune a StyleGAN2 (CPU or CUDA)")
     p.add_argument("--data", help="'synthfaces' or a folder of images (png, jpg, webp, bmp)")
     where = p.add_mutually_exclusive_group()
@@ -74,7 +74,22 @@ def register(subparsers: Any, settings: Settings) -> None:
                    help="one folder per model (default: %(default)s)")  # fmt: skip
     p.add_argument("--name", default="", help="human-readable name for the model card")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model")
+    p.add_argument("--float16", action="store_true",
+                   help="store the weights in float16 (half the size; refused if any pixel of "
+                   "seeds 0-15 changes by more than 1/255)")  # fmt: skip
     p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser(
+        "grow", help="add higher-resolution blocks to a model (train coarse first, then fine)"
+    )
+    p.add_argument("model", metavar="MODEL", help="model id or directory to grow")
+    p.add_argument("--res", type=int, required=True, help="new resolution, e.g. 256")
+    p.add_argument("--id", required=True, dest="model_id", help="id of the grown model")
+    p.add_argument("--models-dir", type=Path, default=settings.models_dir,
+                   help="one folder per model (default: %(default)s)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of the new blocks' weights")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model")
+    p.set_defaults(func=cmd_grow)
 
 
 def _overrides(args: argparse.Namespace, base: Any) -> dict[str, Any]:
@@ -151,6 +166,26 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"make it a model with: stylelens export {run_dir} --id ID")
 
 
+def cmd_grow(args: argparse.Namespace) -> None:
+    from stylelens.checkpoints.native import describe
+    from stylelens.training.grow import frozen_parts, grow_model
+
+    source = _init_dir(args.model, args.models_dir)
+    card = grow_model(
+        source,
+        resolution=args.res,
+        model_id=args.model_id,
+        models_dir=args.models_dir,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {args.models_dir / card.id}")
+    print(json.dumps(describe(card), indent=2))
+    parts = ",".join(frozen_parts(card.grown_from["resolution"]))  # type: ignore[attr-defined]
+    print(f"train its new blocks with: stylelens train --data DATA --init {card.id} "
+          f"--freeze-g {parts} --outdir RUN")  # fmt: skip
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from stylelens.checkpoints.native import describe
     from stylelens.training.export import export_run
@@ -161,6 +196,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         models_dir=args.models_dir,
         name=args.name,
         overwrite=args.overwrite,
+        storage="float16" if args.float16 else "float32",
     )
     print(f"wrote {args.models_dir / card.id}")
     print(json.dumps(describe(card), indent=2))

@@ -8,7 +8,9 @@ records how the weights were made in a ``training`` field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import torch
 
 from stylelens.checkpoints.native import (
     ModelCard,
@@ -20,6 +22,8 @@ from stylelens.checkpoints.native import (
 )
 from stylelens.data.sources import SYNTHFACES
 from stylelens.errors import TrainingError
+from stylelens.networks.stylegan2 import Generator
+from stylelens.render import to_uint8, z_from_seed
 from stylelens.training.loop import read_run
 from stylelens.training.state import CHECKPOINT_FILE, read_checkpoint
 
@@ -48,6 +52,7 @@ def export_run(
     name: str = "",
     description: str = "",
     overwrite: bool = False,
+    storage: Literal["float32", "float16"] = "float32",
 ) -> ModelCard:
     """Write ``models_dir/model_id`` from the run's latest checkpoint.
 
@@ -57,12 +62,15 @@ def export_run(
         models_dir: where model directories live.
         name, description: for the card (a name is made up from the run when empty).
         overwrite: replace an existing model directory of that id.
+        storage: "float16" halves the files; it is refused when it changes the rendering of
+            seeds 0-15 by more than 1/255 in any pixel (the card records the largest change).
 
     Returns:
         The card written.
 
     Raises:
-        TrainingError: not a run, no checkpoint yet, or an invalid model id.
+        TrainingError: not a run, no checkpoint yet, an invalid model id, or float16 storage
+            that would change the images.
         CheckpointError: the model directory exists (without ``overwrite``).
     """
     run_dir = Path(run_dir)
@@ -110,5 +118,31 @@ def export_run(
             "training": training,  # an extra field: the card keeps unknown fields
         }
     )
-    save_model(models_dir / model_id, card, payload["G_ema"], payload["D"], overwrite=overwrite)
+    G_state, D_state = payload["G_ema"], payload["D"]
+    if storage == "float16":
+        diff = float16_render_change(cfg.generator, G_state)
+        if diff > 1:
+            raise TrainingError(
+                f"float16 storage would change the rendering by up to {diff:.0f}/255; export "
+                "in float32"
+            )
+        G_state, D_state = _half(G_state), _half(D_state)
+        card = card.model_copy(update={"storage": {"dtype": "float16",
+                                                   "max_render_change_255": diff}})  # fmt: skip
+    save_model(models_dir / model_id, card, G_state, D_state, overwrite=overwrite)
     return card
+
+
+def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+@torch.no_grad()
+def float16_render_change(config: Any, state: dict[str, torch.Tensor], seeds: int = 16) -> int:
+    """Largest change (in 1/255 steps) float16 storage makes to the images of seeds 0..n-1."""
+    G32, G16 = Generator(config).eval(), Generator(config).eval()
+    G32.load_state_dict({k: v.float() for k, v in state.items()})
+    G16.load_state_dict({k: v.half().float() for k, v in _half(state).items()})
+    z = torch.cat([z_from_seed(s, config.z_dim) for s in range(seeds)]).float()
+    a, b = to_uint8(G32(z)).astype(int), to_uint8(G16(z)).astype(int)
+    return int(abs(a - b).max())
