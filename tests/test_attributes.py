@@ -19,13 +19,32 @@ from stylelens.cli import main
 from stylelens.data.synthfaces import ATTRIBUTES
 from stylelens.data.synthfaces.dataset import render_arrays
 from stylelens.errors import CheckpointError
-from stylelens.evaluation.fad import fad, frechet_distance, ks_statistic, total_variation
+from stylelens.evaluation.fad import (
+    fad,
+    frechet_distance,
+    ks_statistic,
+    near_duplicates,
+    nearest_neighbour_distances,
+    total_variation,
+)
 from stylelens.networks.attributes import AttributeNet, AttributeNetConfig, attribute_loss
 from stylelens.networks.stylegan2 import Generator, GeneratorConfig
 from stylelens.training.attributes import AttributeTrainConfig, evaluate, train_attribute_net
 from tests.formats import random_state
 
 TINY_NET = AttributeNetConfig(resolution=64, widths=(16, 32, 48, 64), feature_dim=64)
+
+
+def test_near_duplicates_flag_repeated_samples() -> None:
+    rng = np.random.default_rng(0)
+    real, varied = rng.standard_normal((200, 8)), rng.standard_normal((200, 8))
+    d = nearest_neighbour_distances(real[:3])
+    brute = [min(np.linalg.norm(real[i] - real[j]) for j in range(3) if j != i) for i in range(3)]
+    assert d == pytest.approx(brute)
+    collapsed = np.repeat(varied[:20], 10, axis=0) + 1e-3 * rng.standard_normal((200, 8))
+    assert near_duplicates(varied, real)["fraction_below_real_min"] < 0.05
+    report = near_duplicates(collapsed, real)
+    assert report["fraction_below_real_min"] == 1.0 and report["generated_min"] < 0.01
 
 
 def test_fad_is_zero_for_identical_sets_and_grows_with_perturbation() -> None:
@@ -112,6 +131,10 @@ def test_eval_model_reports_fad_floor_and_coverage(tmp_path: Path, capsys) -> No
     assert report["fad_floor"] > 0 and report["fad"] > 0
     assert set(report["coverage"]) == {a.name for a in ATTRIBUTES}
     assert "floor (real vs real)" in capsys.readouterr().out
+    assert set(report["near_duplicates"]) >= {"generated_min", "real_min"}
+    assert "evaluation" not in load_card(tmp_path / "tiny64").model_dump()
+    assert main([*args, "--record"]) == 0
+    assert load_card(tmp_path / "tiny64").model_dump()["evaluation"]["n"] == 48
     assert main([*args[:5], "--attributes", "nope"]) == 2
     assert "train-attributes" in capsys.readouterr().err
     assert main([*args[:5], "--attributes", "attrs", "--n", "1"]) == 2

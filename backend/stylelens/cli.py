@@ -141,6 +141,11 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["float32", "bfloat16"], default=settings.precision)
     p.add_argument("--workers", type=int, default=None, help="render processes (default: all)")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="store the report in the model's card.json (field 'evaluation')",
+    )
     p.set_defaults(func=cmd_eval_model)
 
     register_training(sub, settings)  # train, export
@@ -303,7 +308,8 @@ def cmd_eval_model(args: argparse.Namespace) -> None:
         device = resolve_device(args.device)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    G, card = load_generator(model_dir_for(args.models_dir, args.model), device=device)
+    model_dir = model_dir_for(args.models_dir, args.model)
+    G, card = load_generator(model_dir, device=device)
     if G.img_resolution < 64:
         raise UsageError(f"{card.id} is {G.img_resolution}px; eval-model needs 64px or more")
     net, _ = load_attribute_net(args.models_dir / args.attributes)
@@ -321,6 +327,11 @@ def cmd_eval_model(args: argparse.Namespace) -> None:
         _check_writable(args.json.parent)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
+    if args.record:
+        from stylelens.checkpoints.native import CARD_FILE, save_card
+
+        save_card(model_dir, card.model_copy(update={"evaluation": report}))
+        print(f"recorded in {model_dir / CARD_FILE}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:

@@ -181,8 +181,15 @@ def save_model(
     save_file(_contiguous(generator), str(model_dir / GENERATOR_FILE), metadata=meta)
     if discriminator is not None:
         save_file(_contiguous(discriminator), str(model_dir / DISCRIMINATOR_FILE), metadata=meta)
-    (model_dir / CARD_FILE).write_text(card.model_dump_json(indent=2) + "\n")
+    save_card(model_dir, card)
     return model_dir
+
+
+def save_card(model_dir: Path, card: ModelCard) -> None:
+    """Write ``card.json`` atomically (a temporary file, then a rename)."""
+    tmp = model_dir / f".{CARD_FILE}.tmp"
+    tmp.write_text(card.model_dump_json(indent=2) + "\n")
+    tmp.replace(model_dir / CARD_FILE)
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

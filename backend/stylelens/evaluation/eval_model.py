@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from stylelens.data.synthfaces.dataset import render_arrays
-from stylelens.evaluation.fad import fad, ks_statistic, total_variation
+from stylelens.evaluation.fad import fad, ks_statistic, near_duplicates, total_variation
 from stylelens.networks.attributes import AttributeNet
 from stylelens.networks.runtime import autocast
 from stylelens.networks.stylegan2 import Generator
@@ -159,6 +159,7 @@ def evaluate_model(
         "fad_ratio": score / floor if floor > 0 else float("inf"),
         "coverage": coverage(fake, real_a, net),
         "coverage_floor": coverage(real_b, real_a, net),
+        "near_duplicates": near_duplicates(fake.features, real_b.features),
         "seconds": time.perf_counter() - t0,
     }
 
@@ -168,6 +169,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"FAD {report['fad']:.4f}  floor (real vs real) {report['fad_floor']:.4f}  "
         f"ratio {report['fad_ratio']:.2f}  (n={report['n']}, psi={report['truncation_psi']})",
+        _format_duplicates(report["near_duplicates"]),
         "",
         "| attribute | statistic | generated vs real | real vs real |",
         "|---|---|---|---|",
@@ -177,3 +179,12 @@ def format_report(report: dict[str, Any]) -> str:
         floor = report["coverage_floor"][name][key]
         lines.append(f"| {name} | {'KS' if key == 'ks' else 'TV'} | {value:.3f} | {floor:.3f} |")
     return "\n".join(lines)
+
+
+def _format_duplicates(d: dict[str, float]) -> str:
+    return (
+        f"nearest-neighbour feature distance, generated vs real: min {d['generated_min']:.3f} "
+        f"vs {d['real_min']:.3f}, median {d['generated_median']:.3f} vs "
+        f"{d['real_median']:.3f}; {100 * d['fraction_below_real_min']:.1f}% of generated "
+        "faces are closer to another than any two real faces"
+    )
