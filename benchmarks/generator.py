@@ -16,10 +16,11 @@ Measures, side by side in one process, the FFHQ config-f generator (random weigh
 Reports medians, first-call times, GFLOP (convolutions and matmuls, 2 FLOP per MAC, counted by
 ``torch.utils.flop_counter``) with achieved GFLOP/s, and the error of each mode against
 ``float32`` (relative L2 of the image and of the gradient). ``--write-docs`` puts the table
-into ``docs/performance.md``.
+into ``docs/performance.md``; ``--record`` (with ``--model``) stores the medians in the model's
+``card.json`` under ``speed``.
 
     python benchmarks/generator.py                      # config-f, 256 and 1024, all modes
-    python benchmarks/generator.py --model synthfaces-256 --write-docs
+    python benchmarks/generator.py --model synthfaces-256 --write-docs --record
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from common import DOC, ROOT, machine, write_docs
 from torch.utils.flop_counter import FlopCounterMode
 
 from stylelens.checkpoints import load_generator, model_dir_for
+from stylelens.checkpoints.native import save_card
 from stylelens.networks import ops
 from stylelens.networks.runtime import autocast
 from stylelens.networks.stylegan2 import Generator, GeneratorConfig
@@ -249,7 +251,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--json", type=Path, help="also write raw results here")
     p.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
+    p.add_argument("--record", action="store_true", help="with --model: medians into card.json")
     args = p.parse_args()
+    if args.record and not args.model:
+        p.error("--record needs --model")
     torch.set_num_threads(args.threads)
     modes = [m for m in args.modes.split(",") if m]
     unknown = set(modes) - set(MODES)
@@ -257,7 +262,8 @@ def main() -> None:
         p.error(f"unknown modes {sorted(unknown)}")
     results: list[dict] = []
     if args.model:
-        G, _ = load_generator(model_dir_for(args.models_dir, args.model))
+        model_dir = model_dir_for(args.models_dir, args.model)
+        G, card = load_generator(model_dir)
         results += bench_size(G, modes, args.repeats, args.warmup, f"{args.model}")
         section = f"generator-{args.model}"
     else:
@@ -281,6 +287,22 @@ def main() -> None:
     if args.write_docs:
         write_docs(section, body)
         print(f"\nwrote {DOC}")
+    if args.record:
+        speed = {
+            "measured": when,
+            "machine": machine(),
+            "batch": 1,
+            "benchmark": "benchmarks/generator.py",
+            "modes": {
+                r["mode"]: {
+                    "fwd_ms": round(r["fwd_s"] * 1e3, 1),
+                    "fwd_bwd_ms": round(r["fwd_bwd_s"] * 1e3, 1),
+                }
+                for r in results
+            },
+        }
+        save_card(model_dir, card.model_copy(update={"speed": speed}))
+        print(f"recorded in {model_dir / 'card.json'}")
 
 
 if __name__ == "__main__":
