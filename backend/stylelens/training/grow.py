@@ -20,7 +20,6 @@ This is the progressive-growing idea of Karras et al., "Progressive Growing of G
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import torch
@@ -41,6 +40,7 @@ from stylelens.checkpoints.native import (
 from stylelens.errors import TrainingError
 from stylelens.networks.discriminator import Discriminator
 from stylelens.networks.stylegan2 import Generator
+from stylelens.training.config import generator_parts
 
 
 def _transfer(
@@ -147,4 +147,4 @@ def grow_model(
 
 def frozen_parts(source_resolution: int) -> list[str]:
     """The generator parts a grown model inherits: mapping and blocks up to the source's."""
-    return ["mapping"] + [f"b{2**i}" for i in range(2, int(math.log2(source_resolution)) + 1)]
+    return [p for p in generator_parts(source_resolution) if p != "synthesis"]
