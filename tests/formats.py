@@ -387,3 +387,29 @@ def write_rosinality_pt(
             ckpt["d"] = d
     torch.save(ckpt, path)
     return path
+
+
+# ----------------------------------------------------------------------------
+# LPIPS-VGG16 weights (what `stylelens fetch lpips-vgg16` writes)
+
+
+def write_lpips_vgg16(path: Path, seed: int = 0) -> Path:
+    """Random weights with torchvision's VGG16 names and LPIPS's linear-head names and shapes."""
+    from safetensors.torch import save_file
+
+    from stylelens.losses.lpips import expected_shapes
+
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in expected_shapes().items():
+        t = torch.randn(shape, generator=g)
+        if key.startswith("features") and key.endswith("weight"):
+            t = t * (2 / (shape[1] * 9)) ** 0.5  # He init keeps activations finite
+        elif key.startswith("features"):
+            t = t * 0.01
+        else:
+            t = t.abs() * 0.1  # LPIPS clamps its linear weights to be non-negative
+        state[key] = t
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path

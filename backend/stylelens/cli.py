@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from stylelens import __version__
+from stylelens.directions.cli import register as register_directions
 from stylelens.errors import StyleLensError
+from stylelens.inversion.cli import register as register_inversion
 from stylelens.settings import Settings
 from stylelens.training.cli import register as register_training
 
@@ -149,6 +151,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval_model)
 
     register_training(sub, settings)  # train, export
+    register_directions(sub, settings)  # directions compute|import|list|sheet, edit
+    register_inversion(sub, settings)  # invert, fit-preview-heads
 
     p = sub.add_parser("models", help="list the models in the models directory")
     _add_model_args(p, settings)

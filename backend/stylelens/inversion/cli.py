@@ -1,0 +1,237 @@
+"""``stylelens invert`` and ``stylelens fit-preview-heads``: argparse wiring and file output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from stylelens.errors import StyleLensError
+from stylelens.settings import Settings
+
+
+def _model_args(p: argparse.ArgumentParser, settings: Settings) -> None:
+    p.add_argument(
+        "--models-dir",
+        type=Path,
+        default=settings.models_dir,
+        help="one folder per model (default: %(default)s, env STYLELENS_MODELS_DIR)",
+    )
+    p.add_argument(
+        "--model", default=settings.default_model, help="model id (default: %(default)s)"
+    )
+    p.add_argument(
+        "--device", default=settings.device, help="auto, cpu, cuda, cuda:N (default: %(default)s)"
+    )
+
+
+def register(subparsers: Any, settings: Settings) -> None:
+    from stylelens.inversion import ENGINES
+    from stylelens.losses import PERCEPTUAL_BACKENDS
+
+    p = subparsers.add_parser(
+        "invert",
+        help="find the latent of a photo (writes latent, reconstruction and preview strip)",
+    )
+    p.add_argument("image", type=Path, help="any image Pillow reads (JPEG, PNG, WebP, ...)")
+    _model_args(p, settings)
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="progressive",
+        help="progressive (preview heads, fast), adam (full resolution, seed 001 preset) or "
+        "projector (NVIDIA's schedule) (default: %(default)s)",
+    )
+    p.add_argument("--steps", type=int, default=200, help="optimisation steps (default: 200)")
+    p.add_argument(
+        "--perceptual",
+        choices=PERCEPTUAL_BACKENDS,
+        default="auto",
+        help="perceptual loss; auto: LPIPS if its weights are installed, else the model's "
+        "discriminator features, else MS-SSIM (default: %(default)s)",
+    )
+    p.add_argument("--init", type=Path, default=None, help="start from this latent file")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run (default: 0)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--frames", type=int, default=24, help="preview frames kept for the animation (default 24)"
+    )
+    p.set_defaults(func=cmd_invert)
+
+    p = subparsers.add_parser(
+        "fit-preview-heads",
+        help="fit the intermediate-resolution preview heads of a model (no data needed)",
+    )
+    _model_args(p, settings)
+    p.add_argument("--steps", type=int, default=600, help="Adam steps (default: 600)")
+    p.add_argument("--batch", type=int, default=8, help="samples per step (default: 8)")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples (default: 0)")
+    p.add_argument(
+        "--eval-samples", type=int, default=16, help="fresh samples for the PSNR report (16)"
+    )
+    p.set_defaults(func=cmd_fit_preview_heads)
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Path, Any]:
+    from stylelens.checkpoints import load_generator, model_dir_for
+    from stylelens.networks.runtime import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise StyleLensError(str(exc)) from exc
+    model_dir = model_dir_for(args.models_dir, args.model)
+    G, card = load_generator(model_dir, device=device)
+    return G, card, model_dir, device
+
+
+def _writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / ".stylelens-write-test").write_bytes(b"")
+        (directory / ".stylelens-write-test").unlink()
+    except OSError as exc:
+        raise StyleLensError(f"cannot write to {directory}: {exc.strerror or exc}") from exc
+
+
+def cmd_fit_preview_heads(args: argparse.Namespace) -> None:
+    import torch
+
+    from stylelens.checkpoints.preview_heads import save_preview_heads
+    from stylelens.evaluation.preview_heads import evaluate_preview_heads, raw_is_better
+    from stylelens.networks.preview import FitConfig, PreviewHeads, fit_preview_heads
+
+    if args.steps < 1 or args.batch < 1 or args.eval_samples < 1:
+        raise StyleLensError("--steps, --batch and --eval-samples must be at least 1")
+    G, card, model_dir, device = _load(args)
+    if len(G.synthesis.block_resolutions) < 3:
+        raise StyleLensError(f"model {card.id!r} has no intermediate resolutions to preview")
+    config = FitConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    heads = PreviewHeads(G).to(device)
+    t0 = time.perf_counter()
+    losses = fit_preview_heads(G, heads, config, progress=True)
+    seconds = time.perf_counter() - t0
+    table = evaluate_preview_heads(G, heads, samples=args.eval_samples)
+    heads.raw_resolutions = raw_is_better(table)
+    fit = {
+        "steps": config.steps,
+        "batch": config.batch,
+        "lr": config.lr,
+        "psi_range": list(config.psi_range),
+        "seed": config.seed,
+        "loss_first": round(losses[0], 5),
+        "loss_last": round(sum(losses[-20:]) / len(losses[-20:]), 5),
+        "seconds": round(seconds, 1),
+        "hardware": f"{platform.processor() or 'cpu'} / {device}, torch {torch.__version__}",
+        "psnr_db": {str(r): {k: round(v, 2) for k, v in row.items()} for r, row in table.items()},
+    }
+    path = save_preview_heads(model_dir, heads, fit)
+    print(f"wrote {path} ({seconds:.0f} s)")
+    if heads.raw_resolutions:
+        print(f"the skip image beats the fitted head at {heads.raw_resolutions}: used there")
+    print("PSNR (dB) of each preview against the downsampled final image:")
+    print(f"{'res':>5} " + " ".join(f"{k:>14}" for k in next(iter(table.values()))))
+    for r, row in table.items():
+        print(f"{r:>5} " + " ".join(f"{v:>14.2f}" for v in row.values()))
+
+
+def cmd_invert(args: argparse.Namespace) -> None:
+    import torch
+    from PIL import Image
+    from tqdm import tqdm
+
+    from stylelens.checkpoints.preview_heads import load_preview_heads
+    from stylelens.data.images import center_crop_resize, load_image, to_tensor
+    from stylelens.inversion import StepReport, make_engine
+    from stylelens.latents import Latent, load_latent, save_latent
+    from stylelens.losses import load_perceptual
+    from stylelens.render import to_uint8
+
+    if args.steps < 1:
+        raise StyleLensError("--steps must be at least 1")
+    if args.frames < 1:
+        raise StyleLensError("--frames must be at least 1")
+    photo = load_image(args.image)  # InvalidImage (exit 2) for anything unreadable
+    _writable(args.out)
+    G, card, model_dir, device = _load(args)
+    R = G.img_resolution
+    init = None
+    if args.init is not None:
+        latent = load_latent(args.init)
+        latent.check_fits(num_ws=G.num_ws, w_dim=G.w_dim, model_id=card.id)
+        init = latent.ws
+    target_img = center_crop_resize(photo, R)
+    target = to_tensor(target_img).to(device)
+    perceptual = load_perceptual(
+        args.perceptual, models_dir=args.models_dir, model_dir=model_dir, device=device
+    )
+    heads = load_preview_heads(model_dir, G)
+    engine, config = make_engine(
+        args.engine, G, steps=args.steps, perceptual=perceptual, heads=heads, seed=args.seed
+    )
+    state = engine.start(target, config, init) if init is not None else engine.start(target, config)
+    frames: list[Image.Image] = []
+    keep = {max(1, round(i * args.steps / args.frames)) for i in range(1, args.frames + 1)}
+    first_preview = None
+    bar = tqdm(total=args.steps, desc=f"invert ({args.engine})", unit="step", file=sys.stderr)
+    report: StepReport | None = None
+    while not state.done:
+        report = engine.step(state)
+        first_preview = first_preview if first_preview is not None else report.elapsed
+        bar.set_postfix(res=report.resolution, loss=f"{report.losses['total']:.4f}")
+        bar.update()
+        if report.step in keep:
+            im = Image.fromarray(to_uint8(report.preview)[0])
+            frames.append(im.resize((R, R), Image.Resampling.NEAREST))
+    bar.close()
+    result = engine.result(state)
+    with torch.no_grad():
+        recon = G.synthesis(result.ws.to(device), noise=result.noise or None)
+    recon_img = Image.fromarray(to_uint8(recon)[0])
+    out = args.out
+    save_latent(
+        out / "latent.safetensors",
+        Latent(
+            result.ws,
+            result.noise,
+            {
+                "model": card.id,
+                "engine": result.engine,
+                "steps": str(result.steps),
+                "perceptual": result.perceptual,
+                "source": args.image.name,
+            },
+        ),
+    )
+    target_img.save(out / "target.png")
+    recon_img.save(out / "reconstruction.png")
+    strip = [*frames[:: max(1, len(frames) // 8)][:8], recon_img]
+    sheet = Image.new("RGB", (R * len(strip), R))
+    for i, im in enumerate(strip):
+        sheet.paste(im, (i * R, 0))
+    sheet.save(out / "steps.png")
+    frames[0].save(
+        out / "steps.webp", save_all=True, append_images=[*frames[1:], recon_img], duration=120
+    )
+    summary = {
+        "model": card.id,
+        "engine": result.engine,
+        "perceptual": result.perceptual,
+        "steps": result.steps,
+        "seconds": round(result.elapsed, 3),
+        "first_preview_s": round(first_preview or 0.0, 4),
+        "metrics": {k: round(v, 5) for k, v in result.metrics.items()},
+        "config": result.config,
+    }
+    (out / "result.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    m = result.metrics
+    print(
+        f"wrote {out}/latent.safetensors, reconstruction.png, steps.png, steps.webp "
+        f"({result.steps} steps in {result.elapsed:.1f} s, PSNR {m['psnr']:.2f} dB, "
+        f"{result.perceptual} {m.get('perceptual', float('nan')):.4f})"
+    )

@@ -1,0 +1,219 @@
+"""Progressive engine: invert at preview resolutions first, then climb to full resolution.
+
+Seed 000's idea made an optimiser: a step at resolution r runs only the synthesis blocks up to
+r and compares that block's preview head output with the target downsampled to r, so early
+steps cost a fraction of a full pass; the schedule then moves up through the resolutions as
+the step budget allows. ws stays one W+ latent throughout (layers above r simply receive no
+gradient yet), so the result is always a valid full-generator latent.
+
+The preview of every step is the head's image at the current resolution, with a per-target
+AdaIN colour fit (a few Adam steps on the head's per-channel (s, b), on detached features)
+that only colours the preview: the latent is optimised against the plain fitted head, so
+what it learns carries over to the full generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from stylelens.inversion.common import (
+    LatentSpace,
+    expand,
+    full_metrics,
+    initial_latent,
+    perceptual_weight,
+    reconstruction_loss,
+)
+from stylelens.inversion.protocol import (
+    InversionError,
+    InversionResult,
+    StepReport,
+    Timer,
+    check_target,
+)
+from stylelens.losses.perceptual import PerceptualLoss
+from stylelens.networks.preview import PreviewHeads, downsample_to, fit_adain
+from stylelens.networks.stylegan2 import BlockOutput, Generator
+
+# Default share of the step budget per stage, coarse to fine, for stages at R/8, R/4, R/2, R.
+DEFAULT_SHARES = (0.5, 0.25, 0.15, 0.1)
+
+
+@dataclass(frozen=True)
+class ProgressiveConfig:
+    steps: int = 200
+    # (resolution, share of the steps) per stage, coarse to fine; None: R/8, R/4, R/2, R with
+    # DEFAULT_SHARES (clipped to the resolutions that have preview heads).
+    schedule: tuple[tuple[int, float], ...] | None = None
+    lr: float = 0.02
+    space: LatentSpace = "w+"
+    perceptual_weight: float | None = None
+    perceptual_from: int = 64  # use the perceptual loss only at resolutions >= this
+    colour_fit: bool = True  # AdaIN colour fit of the preview head, per target
+    colour_fit_steps: int = 2  # AdaIN Adam steps per inversion step (warm-started)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.schedule is not None:
+            if not self.schedule:
+                raise ValueError("schedule needs at least one stage")
+            res = [r for r, _ in self.schedule]
+            if res != sorted(res) or len(set(res)) != len(res):
+                raise ValueError(f"schedule resolutions must increase, got {res}")
+            if any(s <= 0 for _, s in self.schedule):
+                raise ValueError("every stage needs a positive share of the steps")
+
+
+def stage_plan(
+    G: Generator, heads: PreviewHeads | None, config: ProgressiveConfig
+) -> list[tuple[int, int]]:
+    """[(resolution, steps)] covering exactly ``config.steps`` steps."""
+    R = G.img_resolution
+    allowed = set(heads.resolutions if heads is not None else []) | {R}
+    if config.schedule is None:
+        stages = [
+            (r, s)
+            for r, s in zip((R // 8, R // 4, R // 2, R), DEFAULT_SHARES, strict=True)
+            if r in allowed
+        ]
+    else:
+        bad = [r for r, _ in config.schedule if r not in allowed]
+        if bad:
+            raise InversionError(
+                f"schedule resolutions {bad} have no preview head; this model has heads at "
+                f"{sorted(allowed - {R})} (run `stylelens fit-preview-heads`)"
+            )
+        stages = list(config.schedule)
+    total = sum(s for _, s in stages)
+    counts = [int(config.steps * s / total) for _, s in stages]
+    counts[-1] += config.steps - sum(counts)  # rounding goes to the finest stage
+    return [(r, n) for (r, _), n in zip(stages, counts, strict=True) if n > 0]
+
+
+@dataclass
+class ProgressiveState:
+    config: ProgressiveConfig
+    target: torch.Tensor  # [1, 3, R, R]
+    plan: list[tuple[int, int]]
+    targets: dict[int, torch.Tensor]  # target downsampled per stage resolution
+    latent: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    weight: float
+    adain: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    timer: Timer = field(default_factory=Timer)
+    step: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.config.steps
+
+    def resolution(self) -> int:
+        """The stage resolution of the next step."""
+        seen = 0
+        for r, n in self.plan:
+            seen += n
+            if self.step < seen:
+                return r
+        return self.plan[-1][0]
+
+
+class ProgressiveEngine:
+    """Adam through the truncated generator and its preview heads, coarse to fine."""
+
+    name = "progressive"
+
+    def __init__(
+        self, G: Generator, *, heads: PreviewHeads | None, perceptual: PerceptualLoss | None
+    ) -> None:
+        self.G, self.heads, self.perceptual = G, heads, perceptual
+
+    def start(
+        self, target: torch.Tensor, config: ProgressiveConfig, init_ws: torch.Tensor | None = None
+    ) -> ProgressiveState:
+        device = self.G.mapping.w_avg.device
+        target = check_target(target, self.G.img_resolution).to(device)
+        plan = stage_plan(self.G, self.heads, config)
+        latent = initial_latent(self.G, init_ws, config.space)
+        return ProgressiveState(
+            config=config,
+            target=target,
+            plan=plan,
+            targets={r: downsample_to(target, r) for r, _ in plan},
+            latent=latent,
+            optimizer=torch.optim.Adam([latent], lr=config.lr, betas=(0.9, 0.999)),
+            weight=perceptual_weight(self.perceptual, config.perceptual_weight),
+        )
+
+    def _render(self, ws: torch.Tensor, r: int) -> tuple[torch.Tensor, BlockOutput]:
+        out = self.G.synthesis.run_until(ws, r)
+        if r == self.G.img_resolution:
+            return out.img, out
+        assert self.heads is not None
+        return self.heads.preview(self.G, out, ws), out
+
+    def step(self, state: ProgressiveState) -> StepReport:
+        cfg = state.config
+        r = state.resolution()
+        with state.timer:
+            ws = expand(state.latent, self.G.num_ws)
+            pred, out = self._render(ws, r)
+            use_p = self.perceptual if r >= cfg.perceptual_from else None
+            loss, terms = reconstruction_loss(
+                pred, state.targets[r], perceptual=use_p, weight=state.weight
+            )
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            state.optimizer.step()
+            state.step += 1
+            preview = pred.detach()
+            if cfg.colour_fit and r != self.G.img_resolution:
+                preview = self._colour_fit(state, out, ws.detach(), r)
+        return StepReport(
+            step=state.step,
+            total=cfg.steps,
+            elapsed=state.timer.seconds,
+            losses=terms,
+            resolution=r,
+            preview=preview.clamp(-1, 1).cpu(),
+        )
+
+    def _colour_fit(
+        self, state: ProgressiveState, out: BlockOutput, ws: torch.Tensor, r: int
+    ) -> torch.Tensor:
+        assert self.heads is not None
+        detached = BlockOutput(r, out.x.detach(), out.img.detach())
+
+        def head_fn(adain: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            assert self.heads is not None
+            return self.heads.preview(self.G, detached, ws, adain=adain)
+
+        s, b = fit_adain(
+            head_fn,
+            state.targets[r],
+            detached.x.shape[1],
+            steps=state.config.colour_fit_steps,
+            init=state.adain.get(r),
+        )
+        state.adain[r] = (s, b)
+        with torch.no_grad():
+            return head_fn(adain=(s, b))
+
+    def result(self, state: ProgressiveState) -> InversionResult:
+        ws = expand(state.latent.detach(), self.G.num_ws).clone()
+        metrics = full_metrics(self.G, ws, state.target, perceptual=self.perceptual)
+        return InversionResult(
+            ws=ws.cpu(),
+            noise={},
+            adain={r: (s.cpu(), b.cpu()) for r, (s, b) in state.adain.items()},
+            metrics=metrics,
+            engine=self.name,
+            perceptual=self.perceptual.name if self.perceptual is not None else "none",
+            steps=state.step,
+            elapsed=state.timer.seconds,
+            config={**dataclasses.asdict(state.config), "plan": state.plan},
+        )
