@@ -61,8 +61,8 @@ def load_image(source: Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         ) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InvalidImage(f"{name} is corrupt or truncated: {e}") from None
-    im = ImageOps.exif_transpose(im) or im
-    return _to_rgb(im)
+    upright: Image.Image = ImageOps.exif_transpose(im) or im
+    return _to_rgb(upright)
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

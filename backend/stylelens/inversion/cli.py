@@ -174,7 +174,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
     engine, config = make_engine(
         args.engine, G, steps=args.steps, perceptual=perceptual, heads=heads, seed=args.seed
     )
-    state = engine.start(target, config, init) if init is not None else engine.start(target, config)
+    state = engine.start(target, config, init)
     frames: list[Image.Image] = []
     keep = {max(1, round(i * args.steps / args.frames)) for i in range(1, args.frames + 1)}
     first_preview = None

@@ -58,7 +58,9 @@ class Engine(Protocol[S]):
 
     name: str
 
-    def start(self, target: torch.Tensor, config: Any) -> S: ...
+    def start(
+        self, target: torch.Tensor, config: Any, init_ws: torch.Tensor | None = None
+    ) -> S: ...
 
     def step(self, state: S) -> StepReport: ...
 

@@ -51,13 +51,17 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
 class VGG16Features(nn.Module):
     """VGG16's convolutional trunk up to relu5_3; returns the five LPIPS taps."""
 
+    shift: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, state: dict[str, torch.Tensor]) -> None:
         super().__init__()
         self.convs = nn.ModuleDict()
         for idx, (cin, cout) in VGG_CHANNELS.items():
             conv = nn.Conv2d(cin, cout, 3, padding=1)
-            conv.weight.data.copy_(state[f"features.{idx}.weight"])
-            conv.bias.data.copy_(state[f"features.{idx}.bias"])
+            with torch.no_grad():
+                conv.weight.copy_(state[f"features.{idx}.weight"])
+                conv.bias.copy_(state[f"features.{idx}.bias"])  # type: ignore[union-attr]
             self.convs[str(idx)] = conv
         shift = torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1)
         scale = torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1)

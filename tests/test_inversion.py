@@ -1,0 +1,226 @@
+"""Inversion engines: the step protocol, determinism, convergence, and the invert command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from stylelens.checkpoints.native import load_generator
+from stylelens.checkpoints.preview_heads import save_preview_heads
+from stylelens.cli import main
+from stylelens.inversion import (
+    AdamConfig,
+    AdamEngine,
+    InversionError,
+    ProgressiveConfig,
+    ProgressiveEngine,
+    make_engine,
+    run,
+)
+from stylelens.inversion.adam import noise_regularization
+from stylelens.inversion.common import projector_lr
+from stylelens.inversion.progressive import stage_plan
+from stylelens.latents import load_latent
+from stylelens.losses import load_perceptual
+from stylelens.networks.preview import FitConfig, PreviewHeads, fit_preview_heads
+
+
+@pytest.fixture(scope="module")
+def tiny_with_heads(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("inv-models")
+    shutil.copytree(models_dir / "tiny-nvidia", root / "tiny")
+    G, _ = load_generator(root / "tiny")
+    heads = PreviewHeads(G)
+    fit_preview_heads(G, heads, FitConfig(steps=40, batch=4, lr=0.02))
+    save_preview_heads(root / "tiny", heads, {"steps": 40})
+    return root
+
+
+@pytest.fixture()
+def setup(tiny_with_heads: Path):
+    from stylelens.checkpoints.preview_heads import load_preview_heads
+
+    G, _ = load_generator(tiny_with_heads / "tiny")
+    heads = load_preview_heads(tiny_with_heads / "tiny", G)
+    with torch.no_grad():
+        ws_true = G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(5)))
+        target = G.synthesis(ws_true)
+    return G, heads, target
+
+
+def test_adam_reduces_the_error_and_reports_every_step(setup) -> None:
+    G, _, target = setup
+    engine = AdamEngine(
+        G, perceptual=load_perceptual("ms-ssim", models_dir=Path(), model_dir=Path())
+    )
+    reports = []
+    result = run(engine, target, AdamConfig(steps=30, lr=0.05), on_step=reports.append)
+    assert [r.step for r in reports] == list(range(1, 31))
+    assert all(r.total == 30 and r.resolution == 32 for r in reports)
+    assert reports[-1].losses["total"] < 0.5 * reports[0].losses["total"]
+    assert reports[0].preview.shape == (1, 3, 32, 32)
+    assert result.ws.shape == (1, G.num_ws, G.w_dim) and result.steps == 30
+    assert result.metrics["psnr"] > 0 and result.perceptual == "ms-ssim"
+    assert reports[-1].elapsed >= reports[0].elapsed > 0
+
+
+def test_same_seed_same_run(setup) -> None:
+    G, _, target = setup
+    engine = AdamEngine(G, perceptual=None)
+    cfg = AdamConfig.projector(steps=6)
+    a = run(engine, target, cfg)
+    b = run(engine, target, cfg)
+    assert torch.equal(a.ws, b.ws)
+    assert a.noise.keys() == G.synthesis.noise_layers().keys()
+    c = run(engine, target, AdamConfig(**{**cfg.__dict__, "seed": 1}))
+    assert not torch.equal(a.ws, c.ws)
+
+
+def test_projector_preset_is_w_space_with_noise(setup) -> None:
+    G, _, target = setup
+    result = run(AdamEngine(G, perceptual=None), target, AdamConfig.projector(steps=3))
+    assert torch.equal(result.ws[:, 0], result.ws[:, -1])  # one w for every layer
+    for n in result.noise.values():  # renormalised to N(0, 1)
+        assert abs(float(n.mean())) < 1e-4 and abs(float(n.std(unbiased=False)) - 1) < 1e-3
+
+
+def test_projector_lr_schedule() -> None:
+    lrs = [projector_lr(t / 100, 0.1, rampup=0.05, rampdown=0.25) for t in range(101)]
+    assert lrs[0] == 0 and max(lrs) == pytest.approx(0.1) and lrs[-1] == pytest.approx(0)
+    assert lrs[50] == pytest.approx(0.1)
+
+
+def test_noise_regularization_penalises_correlation() -> None:
+    g = torch.Generator().manual_seed(0)
+    white = {"a": torch.randn(1, 1, 32, 32, generator=g)}
+    smooth = {"a": torch.ones(1, 1, 32, 32)}
+    assert noise_regularization(white) < 0.01 < noise_regularization(smooth)
+
+
+def test_progressive_climbs_the_schedule_and_converges(setup) -> None:
+    G, heads, target = setup
+    engine = ProgressiveEngine(G, heads=heads, perceptual=None)
+    cfg = ProgressiveConfig(steps=40, schedule=((8, 1), (16, 1), (32, 2)), lr=0.05)
+    state = engine.start(target, cfg)
+    reports = []
+    while not state.done:
+        reports.append(engine.step(state))
+    assert [r.resolution for r in reports] == [8] * 10 + [16] * 10 + [32] * 20
+    assert all(r.preview.shape[-1] == r.resolution for r in reports)
+    result = engine.result(state)
+    assert set(result.adain) == {8, 16}  # colour fit of the preview heads used
+    start_psnr = run(engine, target, ProgressiveConfig(steps=1, schedule=((32, 1),))).metrics
+    assert result.metrics["psnr"] > start_psnr["psnr"] + 1
+
+
+def test_progressive_steps_below_full_resolution_do_not_run_the_last_blocks(setup) -> None:
+    G, heads, target = setup
+    engine = ProgressiveEngine(G, heads=heads, perceptual=None)
+    calls = []
+    hook = G.synthesis.b32.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        state = engine.start(target, ProgressiveConfig(steps=3, schedule=((16, 1),)))
+        while not state.done:
+            engine.step(state)
+    finally:
+        hook.remove()
+    assert calls == []
+
+
+def test_stage_plan_and_bad_schedules(setup) -> None:
+    G, heads, _ = setup
+    # R/8 = 4 has no head: its share is dropped and the others scaled up (0.25 : 0.15 : 0.1)
+    assert stage_plan(G, heads, ProgressiveConfig(steps=10)) == [(8, 5), (16, 3), (32, 2)]
+    assert sum(n for _, n in stage_plan(G, heads, ProgressiveConfig(steps=7))) == 7
+    with pytest.raises(InversionError, match="no preview head"):
+        stage_plan(G, heads, ProgressiveConfig(schedule=((4, 1), (32, 1))))
+    with pytest.raises(ValueError, match="increase"):
+        ProgressiveConfig(schedule=((16, 1), (8, 1)))
+    with pytest.raises(InversionError, match="fit-preview-heads"):
+        make_engine("progressive", G, steps=5, perceptual=None, heads=None)
+    with pytest.raises(InversionError, match="unknown engine"):
+        make_engine("sgd", G, steps=5, perceptual=None)
+
+
+def test_bad_targets(setup) -> None:
+    G, _, _ = setup
+    engine = AdamEngine(G, perceptual=None)
+    with pytest.raises(InversionError, match="crop and resize"):
+        engine.start(torch.zeros(1, 3, 16, 16), AdamConfig())
+    with pytest.raises(InversionError, match=r"\[1, 3, H, W\]"):
+        engine.start(torch.zeros(3, 32, 32), AdamConfig())
+    with pytest.raises(InversionError, match="NaN"):
+        engine.start(torch.full((1, 3, 32, 32), float("nan")), AdamConfig())
+
+
+def test_init_latent_is_used_and_not_mutated(setup) -> None:
+    G, heads, target = setup
+    init = G.mapping(torch.randn(1, G.z_dim)).detach()
+    copy = init.clone()
+    engine = ProgressiveEngine(G, heads=heads, perceptual=None)
+    state = engine.start(target, ProgressiveConfig(steps=2), init)
+    assert torch.equal(state.latent.detach(), init)
+    engine.step(state)
+    assert torch.equal(init, copy)
+
+
+def _photo(path: Path, size=(90, 60), mode="RGB") -> Path:
+    Image.effect_noise(size, 60).convert(mode).save(path)
+    return path
+
+
+@pytest.mark.parametrize("engine", ["progressive", "adam", "projector"])
+def test_invert_command_writes_everything(tiny_with_heads: Path, tmp_path: Path, engine: str):
+    photo = _photo(tmp_path / "face.png", mode="LA")
+    out = tmp_path / "out"
+    argv = ["invert", str(photo), "--model", "tiny", "--models-dir", str(tiny_with_heads),
+            "--engine", engine, "--steps", "6", "--out", str(out), "--frames", "3"]  # fmt: skip
+    assert main(argv) == 0
+    latent = load_latent(out / "latent.safetensors")
+    assert latent.ws.shape == (1, 8, 32) and latent.model == "tiny-nvidia"  # the card id
+    assert Image.open(out / "reconstruction.png").size == (32, 32)
+    assert Image.open(out / "steps.png").size == (32 * 4, 32)
+    assert Image.open(out / "steps.webp").n_frames == 4
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["engine"] == ("adam" if engine == "projector" else engine)
+    assert summary["perceptual"] == "d-features" and summary["steps"] == 6
+    # resume from the latent just written
+    assert main([*argv[:-4], "--init", str(out / "latent.safetensors"), "--out", str(out)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b"not an image"), "not an image"),
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40), "corrupt|not an image"),
+        (lambda p: None, "cannot read"),
+    ],
+)
+def test_invert_bad_files_exit_2(tiny_with_heads: Path, tmp_path: Path, capsys, make, message):
+    bad = tmp_path / "bad.png"
+    make(bad)
+    argv = ["invert", str(bad), "--model", "tiny", "--models-dir", str(tiny_with_heads),
+            "--steps", "2", "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and __import__("re").search(message, err)
+
+
+def test_invert_wrong_latent_and_missing_heads_exit_2(
+    tiny_with_heads: Path, models_dir: Path, tmp_path: Path, capsys
+):
+    from stylelens.latents import Latent, save_latent
+
+    photo = _photo(tmp_path / "p.png")
+    wrong = save_latent(tmp_path / "w.safetensors", Latent(torch.zeros(1, 4, 32), {}, {}))
+    base = ["invert", str(photo), "--steps", "2", "--out", str(tmp_path / "o")]
+    assert main([*base, "--model", "tiny", "--models-dir", str(tiny_with_heads),
+                 "--init", str(wrong)]) == 2  # fmt: skip
+    assert "shape" in capsys.readouterr().err
+    assert main([*base, "--model", "tiny-nvidia", "--models-dir", str(models_dir)]) == 2
+    assert "fit-preview-heads" in capsys.readouterr().err
