@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from stylelens import __version__
+from stylelens.data.align_cli import register as register_align
 from stylelens.directions.cli import register as register_directions
 from stylelens.errors import StyleLensError
 from stylelens.inversion.cli import register as register_inversion
@@ -151,6 +152,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval_model)
 
     register_training(sub, settings)  # train, export
+    register_align(sub, settings)  # align
     register_directions(sub, settings)  # directions compute|import|list|sheet, edit
     register_inversion(sub, settings)  # invert, fit-preview-heads
 
