@@ -509,3 +509,16 @@ def test_cli_user_errors_exit_2(model: Path, tmp_path: Path, capsys) -> None:
     save_latent(mixed, Latent(ws=torch.zeros(1, NUM_WS, W_DIM), metadata={"model": "other"}))
     assert main(["edit", str(good), *m, "--mix", f"{mixed}:middle", "--out", out]) == 2
     assert "made with model 'other'" in capsys.readouterr().err
+
+
+def test_decorrelate_cancels_measured_side_effects() -> None:
+    from stylelens.directions.interfacegan import decorrelate
+
+    gen = torch.Generator().manual_seed(0)
+    r = torch.eye(5) + 0.3 * torch.randn(5, 5, generator=gen)  # entangled responses
+    c = decorrelate(r, 2, l2=1e-6)
+    effect = r.T.double() @ c
+    assert float(effect[2]) == pytest.approx(1.0, abs=1e-3)
+    assert effect[[0, 1, 3, 4]].abs().max() < 1e-3
+    plain = r[2].abs()  # using direction 2 alone leaks into the others
+    assert plain[[0, 1, 3, 4]].max() > 0.1

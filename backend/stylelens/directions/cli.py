@@ -59,6 +59,12 @@ def register(subparsers: Any, settings: Settings) -> None:
         help="interfacegan: skip choosing layers / conditioning / step by measurement",
     )
     p.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help="interfacegan: cache of the labelled samples (read if it matches, else written)",
+    )
+    p.add_argument(
         "--tune-faces",
         type=int,
         default=48,
@@ -205,7 +211,12 @@ def cmd_compute(args: argparse.Namespace) -> None:
         )
         try:
             directions = compute_interfacegan(
-                G, net, attributes=attrs, config=config, log=lambda s: print(s, file=sys.stderr)
+                G,
+                net,
+                attributes=attrs,
+                config=config,
+                log=lambda s: print(s, file=sys.stderr),
+                labels_file=args.labels,
             )
         except ValueError as exc:
             raise DirectionError(str(exc)) from exc

@@ -13,12 +13,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from stylelens.directions.core import Direction, DirectionError, layer_indices
 from stylelens.directions.ganspace import pca, sample_w, std_along
-from stylelens.directions.interfacegan import BoundaryConfig, Kind, condition, fit_boundary
+from stylelens.directions.interfacegan import (
+    Boundary,
+    BoundaryConfig,
+    Kind,
+    condition,
+    decorrelate,
+    fit_boundary,
+)
 from stylelens.directions.measure import (
     EditEffect,
     binary_attributes,
@@ -91,6 +101,7 @@ class InterFaceGANConfig:
     layer_candidates: tuple[str, ...] = ("all", "coarse", "middle", "fine", "coarse+middle")
     target_change: float = 0.25  # own score change at the default step (fraction of range)
     max_step: float = 3.0  # in units (standard deviations of w along the direction)
+    min_own: float = 0.3  # a candidate's own change must reach this share of the strongest
     batch: int = 16
     precision: str = "bfloat16"
 
@@ -109,6 +120,19 @@ def label_samples(
     return ws[:, 0], render_scores(G, net, ws, batch=batch, precision=precision)
 
 
+def _cached_labels(
+    path: Path | None, config: InterFaceGANConfig, names: list[str]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if path is None or not path.is_file():
+        return None
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+        want = {"n": str(config.n), "seed": str(config.seed), "names": ",".join(names)}
+        if any(meta.get(k) != v for k, v in want.items()):
+            return None
+        return f.get_tensor("w"), f.get_tensor("scores")
+
+
 def compute_interfacegan(
     G: Generator,
     net: AttributeNet,
@@ -116,8 +140,12 @@ def compute_interfacegan(
     attributes: Sequence[str] | None = None,
     config: InterFaceGANConfig | None = None,
     log: Callable[[str], None] = lambda _: None,
+    labels_file: Path | None = None,
 ) -> list[Direction]:
     """One direction per attribute (all scored attributes if None), see module doc.
+
+    ``labels_file`` caches the labelled samples (safetensors): read when it holds the same
+    n, seed and attributes, written otherwise; refitting then skips the rendering.
 
     Raises:
         ValueError: for an attribute the network does not score.
@@ -129,10 +157,27 @@ def compute_interfacegan(
     if unknown:
         raise ValueError(f"unknown attributes {unknown}; the attribute network scores {names}")
     t0 = time.perf_counter()
-    w, scores = label_samples(
-        G, net, config.n, seed=config.seed, batch=config.batch, precision=config.precision
-    )
-    log(f"labelled {config.n} faces in {time.perf_counter() - t0:.0f} s")
+    labelled = _cached_labels(labels_file, config, names)
+    if labelled is None:
+        labelled = label_samples(
+            G, net, config.n, seed=config.seed, batch=config.batch, precision=config.precision
+        )
+        log(f"labelled {config.n} faces in {time.perf_counter() - t0:.0f} s")
+        if labels_file is not None:
+            meta = {
+                "n": str(config.n),
+                "seed": str(config.seed),
+                "names": ",".join(names),
+                "precision": config.precision,
+            }
+            save_file(
+                {"w": labelled[0].contiguous(), "scores": labelled[1].contiguous()},
+                str(labels_file),
+                metadata=meta,
+            )
+    else:
+        log(f"read {config.n} labelled faces from {labels_file}")
+    w, scores = labelled
     binary = binary_attributes(net)
     bcfg = BoundaryConfig(seed=config.seed)
     fits = {}
@@ -153,6 +198,23 @@ def compute_interfacegan(
         if tune_ws is not None
         else None
     )
+    responses: dict[str, EditEffect] = {}
+    if tune_ws is not None and tune_base is not None:
+        for n, f in fits.items():  # every boundary's measured effect, for decorrelation
+            d = _direction(n, f.normal, "all", w, 1.0, {}, conditioned="none")
+            responses[n] = measure_edit(
+                G,
+                net,
+                tune_ws,
+                tune_base,
+                d,
+                1.0,
+                names=names,
+                target=n,
+                batch=config.batch,
+                precision=config.precision,
+            )
+        log(f"measured {len(fits)} boundary responses on {config.tune_faces} faces")
     out = []
     for name in wanted:
         fit = fits[name]
@@ -168,12 +230,23 @@ def compute_interfacegan(
             "labels": "attributes network scores (see docs/directions.md)",
             "precision": config.precision,
         }
-        plain = _direction(name, fit.normal, "all", w, 1.0, provenance, conditioned=False)
+        plain = _direction(name, fit.normal, "all", w, 1.0, provenance, conditioned="none")
         if tune_ws is None or tune_base is None:
             out.append(plain)
             continue
         best = _tune(
-            G, net, name, fit.normal, others, w, tune_ws, tune_base, names, config, provenance
+            G,
+            net,
+            name,
+            fit.normal,
+            others,
+            w,
+            tune_ws,
+            tune_base,
+            names,
+            config,
+            provenance,
+            measured=_measured_candidate(name, fits, responses, names, w),
         )
         log(
             f"{name}: layers {best.layers}, conditioned {best.provenance['conditioned']}, "
@@ -192,7 +265,7 @@ def _direction(
     step: float,
     provenance: dict,
     *,
-    conditioned: bool,
+    conditioned: str,
 ) -> Direction:
     hi = min(2 * step, 4.0)
     return Direction(
@@ -219,12 +292,30 @@ def _tune(
     names: list[str],
     config: InterFaceGANConfig,
     provenance: dict,
+    *,
+    measured: torch.Tensor | None = None,
 ) -> Direction:
-    """Measure every (layer range, conditioned?) candidate at +1 unit; keep the most selective
-    among those whose own change is at least half the strongest's; scale the step so the own
-    change reaches ``target_change``."""
-    vectors = {False: normal, True: condition(normal, others)}
+    """Measure every (layer range, conditioning) candidate at +1 unit; keep the most selective
+    among those whose own change is at least ``min_own`` x the strongest's; scale the step so
+    the own change reaches ``target_change``. ``measured``: the decorrelated vector, tried on
+    all layers."""
+    vectors = {"none": normal, "boundaries": condition(normal, others)}
     trials: list[tuple[Direction, EditEffect]] = []
+    if measured is not None:
+        d = _direction(name, measured, "all", w, 1.0, provenance, conditioned="measured")
+        effect = measure_edit(
+            G,
+            net,
+            tune_ws,
+            tune_base,
+            d,
+            1.0,
+            names=names,
+            target=name,
+            batch=config.batch,
+            precision=config.precision,
+        )
+        trials.append((d, effect))
     for layers in config.layer_candidates:
         try:
             layer_indices(layers, G.num_ws)
@@ -246,7 +337,7 @@ def _tune(
             )
             trials.append((d, effect))
     strongest = max(abs(e.own()) for _, e in trials)
-    eligible = [(d, e) for d, e in trials if abs(e.own()) >= 0.5 * strongest and e.own() > 0]
+    eligible = [(d, e) for d, e in trials if e.own() >= config.min_own * strongest and e.own() > 0]
     d, e = max(eligible or trials, key=lambda t: t[1].selectivity())
     step = min(config.max_step, max(0.5, config.target_change / max(abs(e.own()), 1e-6)))
     step = round(step * 4) / 4
@@ -272,8 +363,28 @@ def _tune(
         w,
         step,
         {**provenance, **tuned},
-        conditioned=bool(d.provenance["conditioned"]),
+        conditioned=str(d.provenance["conditioned"]),
     )
+
+
+def _measured_candidate(
+    name: str,
+    fits: dict[str, Boundary],
+    responses: dict[str, EditEffect],
+    names: list[str],
+    w: torch.Tensor,
+) -> torch.Tensor | None:
+    """Unit vector sum_k c_k unit_k n_k with c from :func:`decorrelate` (None untuned)."""
+    if not responses:
+        return None
+    keys = list(responses)
+    r = torch.tensor([[responses[k].mean[a] for a in names] for k in keys])  # [K, A]
+    c = decorrelate(r, names.index(name))
+    units = std_along(w, torch.stack([fits[k].normal for k in keys])).double()
+    v = torch.zeros(w.shape[1], dtype=torch.float64)
+    for i, k in enumerate(keys):
+        v += c[i] * units[i] * fits[k].normal.double()
+    return (v / v.norm()).float()
 
 
 def config_dict(config: InterFaceGANConfig) -> dict:

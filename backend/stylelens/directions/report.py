@@ -87,7 +87,7 @@ def _entry(d: Direction, e: EditEffect, noise: dict[str, float]) -> dict[str, An
         "method": d.method,
         "layers": d.layers,
         "step": d.step,
-        "conditioned": d.provenance.get("conditioned", False),
+        "conditioned": str(d.provenance.get("conditioned", "none")),
         "mean": e.mean,
     }
     if e.target is None:
@@ -135,7 +135,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         )
         lo = r["off_largest"]
         lines.append(
-            f"| `{r['name']}` | {r['layers']} | {'yes' if r['conditioned'] else 'no'} "
+            f"| `{r['name']}` | {r['layers']} | {r['conditioned']} "
             f"| {r['step']:g} | {held} | {r['own_per_unit']:+.3f} | {r['own']:+.3f} "
             f"| {r['off_mean']:.3f} | {lo['attribute']} {lo['change']:+.3f} "
             f"| {r['ratio']:.1f} | {ident or '-'} | {goal} |"
