@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,22 @@ def register(subparsers: Any, settings: Settings) -> None:
     p.set_defaults(func=cmd_align)
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Hide what MediaPipe's C++ side (TFLite, absl) writes straight to file descriptor 2 —
+    start-up chatter no environment variable turns off — so the command prints one line.
+    Only for this single-threaded command: the library itself never touches stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def cmd_align(args: argparse.Namespace) -> None:
     from stylelens.data.align import align_face, check_resolution
     from stylelens.data.images import load_image
@@ -37,7 +57,9 @@ def cmd_align(args: argparse.Namespace) -> None:
         raise AlignUsageError(f"--out {args.out}: use a .png, .jpg or .webp name")
     if not args.out.parent.is_dir():
         raise AlignUsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
-    result = align_face(load_image(args.image), args.res)
+    photo = load_image(args.image)
+    with _quiet_native_stderr():
+        result = align_face(photo, args.res)
     try:
         result.image.save(args.out)
     except OSError as exc:
