@@ -81,7 +81,7 @@ class FaceLandmarks:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds an image and an array: compare fields explicitly
 class AlignResult:
     """An aligned face.
 
