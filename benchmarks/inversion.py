@@ -68,10 +68,7 @@ def run_curve(engine: Any, config: Any, target: dict[str, Any], every: int, perc
         report = engine.step(state)
         first_preview = first_preview if first_preview is not None else report.elapsed
         if report.step % every == 0 or state.done:
-            ws = engine.result_ws(state) if hasattr(engine, "result_ws") else None
-            if ws is None:
-                lat = state.latent.detach()
-                ws = lat.expand(-1, G.num_ws, -1) if lat.shape[1] == 1 else lat
+            ws = engine.current_ws(state).detach()
             noise = {k: v.detach() for k, v in getattr(state, "noise", {}).items()} or None
             m = full_metrics(G, ws, target["image"], perceptual=perceptual, noise=noise)
             if target["ws"] is not None:

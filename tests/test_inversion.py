@@ -134,8 +134,15 @@ def test_progressive_steps_below_full_resolution_do_not_run_the_last_blocks(setu
 
 def test_stage_plan_and_bad_schedules(setup) -> None:
     G, heads, _ = setup
-    # R/8 = 4 has no head: its share is dropped and the others scaled up (0.25 : 0.15 : 0.1)
-    assert stage_plan(G, heads, ProgressiveConfig(steps=10)) == [(8, 5), (16, 3), (32, 2)]
+    # default: 10 % at R/8 (4 has no head: the lowest head above it, 8), then full resolution
+    assert stage_plan(G, heads, ProgressiveConfig(steps=10)) == [(8, 1), (32, 9)]
+    assert stage_plan(
+        G, heads, ProgressiveConfig(steps=10, schedule=((8, 2), (16, 1), (32, 2)))
+    ) == [
+        (8, 4),
+        (16, 2),
+        (32, 4),
+    ]
     assert sum(n for _, n in stage_plan(G, heads, ProgressiveConfig(steps=7))) == 7
     with pytest.raises(InversionError, match="no preview head"):
         stage_plan(G, heads, ProgressiveConfig(schedule=((4, 1), (32, 1))))

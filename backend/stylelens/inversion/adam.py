@@ -185,6 +185,10 @@ class AdamEngine:
             preview=img.detach().cpu(),
         )
 
+    def current_ws(self, state: AdamState) -> torch.Tensor:
+        """The full-generator latent [1, num_ws, w_dim] the state stands for now."""
+        return expand(state.latent, self.G.num_ws)
+
     def result(self, state: AdamState) -> InversionResult:
         ws = expand(state.latent.detach(), self.G.num_ws).clone()
         noise = {k: v.detach().clone() for k, v in state.noise.items()}

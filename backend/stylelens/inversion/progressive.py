@@ -6,6 +6,11 @@ steps cost a fraction of a full pass; the schedule then moves up through the res
 the step budget allows. ws stays one W+ latent throughout (layers above r simply receive no
 gradient yet), so the result is always a valid full-generator latent.
 
+While a stage runs below full resolution, the ws of the layers above it (which get no
+gradient there) follow the last w the stage optimises, rather than staying at their start:
+the full image then keeps the coarse face found so far instead of mixing it with the
+average face's fine styles. A new stage starts its newly active ws from those values.
+
 The preview of every step is the head's image at the current resolution, with a per-target
 AdaIN colour fit (a few Adam steps on the head's per-channel (s, b), on detached features)
 that only colours the preview: the latent is optimised against the plain fitted head, so
@@ -35,23 +40,28 @@ from stylelens.inversion.protocol import (
     check_target,
 )
 from stylelens.losses.perceptual import PerceptualLoss
-from stylelens.networks.preview import PreviewHeads, downsample_to, fit_adain
+from stylelens.networks.preview import PreviewHeads, downsample_to, fit_adain, torgb_w_index
 from stylelens.networks.stylegan2 import BlockOutput, Generator
 
-# Default share of the step budget per stage, coarse to fine, for stages at R/8, R/4, R/2, R.
-DEFAULT_SHARES = (0.5, 0.25, 0.15, 0.1)
+# Default stages: (fraction of the full resolution, share of the steps). A short coarse stage
+# finds the face's layout for a few milliseconds a step; full-resolution steps then converge
+# from there (measured in docs/performance.md; longer coarse stages plateau at the preview
+# heads' fidelity).
+DEFAULT_STAGES = ((1 / 8, 0.1), (1.0, 0.9))
 
 
 @dataclass(frozen=True)
 class ProgressiveConfig:
     steps: int = 200
-    # (resolution, share of the steps) per stage, coarse to fine; None: R/8, R/4, R/2, R with
-    # DEFAULT_SHARES (clipped to the resolutions that have preview heads).
+    # (resolution, share of the steps) per stage, coarse to fine; None: DEFAULT_STAGES, each
+    # at the lowest resolution >= R * fraction that has a preview head.
     schedule: tuple[tuple[int, float], ...] | None = None
-    lr: float = 0.02
+    lr: float = 0.03
     space: LatentSpace = "w+"
     perceptual_weight: float | None = None
-    perceptual_from: int = 64  # use the perceptual loss only at resolutions >= this
+    # The perceptual loss is used at resolutions >= this (None: only at full resolution, where
+    # it costs no resizing; below, pixel MSE on the preview is cheap and enough for layout).
+    perceptual_from: int | None = None
     colour_fit: bool = True  # AdaIN colour fit of the preview head, per target
     colour_fit_steps: int = 2  # AdaIN Adam steps per inversion step (warm-started)
     seed: int = 0
@@ -76,11 +86,11 @@ def stage_plan(
     R = G.img_resolution
     allowed = set(heads.resolutions if heads is not None else []) | {R}
     if config.schedule is None:
-        stages = [
-            (r, s)
-            for r, s in zip((R // 8, R // 4, R // 2, R), DEFAULT_SHARES, strict=True)
-            if r in allowed
-        ]
+        stages = []
+        for f, share in DEFAULT_STAGES:  # each at the lowest allowed resolution >= R * f
+            r = min((a for a in allowed if a >= R * f), default=R)
+            if not stages or stages[-1][0] != r:
+                stages.append((r, share))
     else:
         bad = [r for r, _ in config.schedule if r not in allowed]
         if bad:
@@ -107,6 +117,7 @@ class ProgressiveState:
     adain: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     timer: Timer = field(default_factory=Timer)
     step: int = 0
+    last_resolution: int = 0
 
     @property
     def done(self) -> bool:
@@ -149,6 +160,19 @@ class ProgressiveEngine:
             weight=perceptual_weight(self.perceptual, config.perceptual_weight),
         )
 
+    def tied(self, latent: torch.Tensor, r: int) -> torch.Tensor:
+        """[1, num_ws, w_dim] with the ws above a stage at ``r`` following its last w."""
+        ws = expand(latent, self.G.num_ws)
+        if r == self.G.img_resolution or latent.shape[1] == 1:
+            return ws
+        k = torgb_w_index(r)  # the last w a stage at r reaches
+        rest = ws[:, k : k + 1].expand(-1, ws.shape[1] - k - 1, -1)
+        return torch.cat([ws[:, : k + 1], rest], dim=1)
+
+    def current_ws(self, state: ProgressiveState) -> torch.Tensor:
+        """The full-generator latent [1, num_ws, w_dim] the state stands for now."""
+        return self.tied(state.latent, state.last_resolution or state.resolution())
+
     def _render(self, ws: torch.Tensor, r: int) -> tuple[torch.Tensor, BlockOutput]:
         out = self.G.synthesis.run_until(ws, r)
         if r == self.G.img_resolution:
@@ -160,9 +184,14 @@ class ProgressiveEngine:
         cfg = state.config
         r = state.resolution()
         with state.timer:
-            ws = expand(state.latent, self.G.num_ws)
+            if state.last_resolution and r != state.last_resolution and state.latent.shape[1] > 1:
+                with torch.no_grad():  # the new stage's ws start where the tied ones were
+                    state.latent.copy_(self.current_ws(state))
+            state.last_resolution = r
+            ws = self.tied(state.latent, r)
             pred, out = self._render(ws, r)
-            use_p = self.perceptual if r >= cfg.perceptual_from else None
+            p_from = self.G.img_resolution if cfg.perceptual_from is None else cfg.perceptual_from
+            use_p = self.perceptual if r >= p_from else None
             loss, terms = reconstruction_loss(
                 pred, state.targets[r], perceptual=use_p, weight=state.weight
             )
@@ -204,7 +233,7 @@ class ProgressiveEngine:
             return head_fn(adain=(s, b))
 
     def result(self, state: ProgressiveState) -> InversionResult:
-        ws = expand(state.latent.detach(), self.G.num_ws).clone()
+        ws = self.current_ws(state).detach().clone()
         metrics = full_metrics(self.G, ws, state.target, perceptual=self.perceptual)
         return InversionResult(
             ws=ws.cpu(),
