@@ -231,3 +231,16 @@ def test_invert_wrong_latent_and_missing_heads_exit_2(
     assert "shape" in capsys.readouterr().err
     assert main([*base, "--model", "tiny-nvidia", "--models-dir", str(models_dir)]) == 2
     assert "fit-preview-heads" in capsys.readouterr().err
+
+
+def test_ws_above_a_coarse_stage_follow_its_last_w(setup) -> None:
+    G, heads, target = setup
+    engine = ProgressiveEngine(G, heads=heads, perceptual=None)
+    state = engine.start(target, ProgressiveConfig(steps=4, schedule=((8, 1), (32, 1))))
+    engine.step(state)
+    engine.step(state)  # two steps at 8: b8's toRGB takes ws[3]
+    ws = engine.current_ws(state)
+    assert all(torch.equal(ws[0, i], ws[0, 3]) for i in range(4, G.num_ws))
+    assert not torch.equal(ws[0, 3], G.mapping.w_avg)
+    engine.step(state)  # the full-resolution stage starts from the tied latent, then moves
+    assert not torch.equal(engine.current_ws(state)[0, 7], ws[0, 3])
