@@ -24,6 +24,7 @@ def save_preview_heads(model_dir: Path, heads: PreviewHeads, fit: dict[str, Any]
     }
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata=meta)
+    tmp.chmod(0o644)  # readable by a server running as another user (Docker)
     tmp.replace(path)
     card = load_card(model_dir)
     extra = dict(card.model_extra or {})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -105,6 +104,7 @@ def cmd_fit_preview_heads(args: argparse.Namespace) -> None:
     from stylelens.checkpoints.preview_heads import save_preview_heads
     from stylelens.evaluation.preview_heads import evaluate_preview_heads, raw_is_better
     from stylelens.networks.preview import FitConfig, PreviewHeads, fit_preview_heads
+    from stylelens.training.state import describe_hardware
 
     if args.steps < 1 or args.batch < 1 or args.eval_samples < 1:
         raise StyleLensError("--steps, --batch and --eval-samples must be at least 1")
@@ -127,7 +127,7 @@ def cmd_fit_preview_heads(args: argparse.Namespace) -> None:
         "loss_first": round(losses[0], 5),
         "loss_last": round(sum(losses[-20:]) / len(losses[-20:]), 5),
         "seconds": round(seconds, 1),
-        "hardware": f"{platform.processor() or 'cpu'} / {device}, torch {torch.__version__}",
+        "hardware": describe_hardware(device),
         "psnr_db": {str(r): {k: round(v, 2) for k, v in row.items()} for r, row in table.items()},
     }
     path = save_preview_heads(model_dir, heads, fit)
