@@ -99,7 +99,6 @@ def _writable(directory: Path) -> None:
 
 
 def cmd_fit_preview_heads(args: argparse.Namespace) -> None:
-    import torch
 
     from stylelens.checkpoints.preview_heads import save_preview_heads
     from stylelens.evaluation.preview_heads import evaluate_preview_heads, raw_is_better
