@@ -86,7 +86,7 @@ def stage_plan(
     R = G.img_resolution
     allowed = set(heads.resolutions if heads is not None else []) | {R}
     if config.schedule is None:
-        stages = []
+        stages: list[tuple[int, float]] = []
         for f, share in DEFAULT_STAGES:  # each at the lowest allowed resolution >= R * f
             r = min((a for a in allowed if a >= R * f), default=R)
             if not stages or stages[-1][0] != r:
