@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from stylelens import __version__
+from stylelens.api.cli import register as register_serve
 from stylelens.data.align_cli import register as register_align
 from stylelens.directions.cli import register as register_directions
 from stylelens.errors import StyleLensError
@@ -155,6 +156,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     register_align(sub, settings)  # align
     register_directions(sub, settings)  # directions compute|import|list|sheet, edit
     register_inversion(sub, settings)  # invert, fit-preview-heads
+    register_serve(sub, settings)  # serve
 
     p = sub.add_parser("models", help="list the models in the models directory")
     _add_model_args(p, settings)

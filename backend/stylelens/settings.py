@@ -20,3 +20,21 @@ class Settings(BaseSettings):
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     precision: Precision = "float32"  # "bfloat16": autocast, ~2-3x faster on CPUs with AMX
     compile: bool = False  # torch.compile the synthesis network (slow first call)
+
+    # The web app (``stylelens serve``)
+    host: str = "127.0.0.1"  # loopback by default: set an auth_token before exposing it
+    port: int = 8000
+    data_dir: Path = Path("data")  # sessions' uploads, latents, results + index.sqlite3
+    frontend_dir: Path | None = None  # None: the repository's frontend/ folder
+    auth_token: str | None = None  # set: every request needs it (Bearer header or ?token=)
+    allowed_origins: list[str] = []  # extra websocket Origins besides the page's own host
+    max_upload_bytes: int = 20_000_000  # larger request bodies get 413
+    max_pixels: int = 40_000_000  # larger images are refused before decoding (bombs)
+    max_steps: int = 1000  # inversion steps one job may ask for
+    default_steps: int = 200
+    default_engine: str = "progressive"
+    perceptual: str = "auto"  # inversion's perceptual loss (see `stylelens invert --help`)
+    preview_size: int = 256  # preview frames are at most this many pixels wide
+    preview_interval_ms: int = 100  # at most one preview frame per connection this often
+    queue_max: int = 64  # pending jobs of all sessions together; beyond it: "busy"
+    session_ttl_hours: float = 72.0  # sessions idle this long are deleted with their files

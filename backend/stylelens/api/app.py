@@ -1,0 +1,396 @@
+"""The web app: ``create_app()`` builds it, ``lifespan`` loads the model and starts the worker.
+
+Routes are thin: they check input, call the storage or the worker, and map domain errors to
+HTTP status codes. The websocket protocol is in :mod:`stylelens.api.protocol`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import io
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Request,
+    UploadFile,
+    WebSocket,
+)
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from stylelens import __version__
+from stylelens.api import protocol as p
+from stylelens.api.hub import Connection, Hub
+from stylelens.api.storage import Storage
+from stylelens.settings import Settings
+
+log = logging.getLogger("stylelens.api")
+REPO_FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from stylelens.jobs.runtime import ModelRuntime
+    from stylelens.jobs.worker import Worker
+
+    settings: Settings = app.state.settings
+    storage = await asyncio.to_thread(Storage, settings.data_dir)
+    expired = await asyncio.to_thread(storage.expire, settings.session_ttl_hours * 3600)
+    if expired:
+        log.info("removed %d expired sessions", len(expired))
+    runtime = await asyncio.to_thread(ModelRuntime.load, settings, storage)
+    hub = Hub(asyncio.get_running_loop(), settings.preview_interval_ms / 1000)
+    worker = Worker(
+        runtime,
+        hub.publish,
+        queue_max=settings.queue_max,
+        preview_interval_s=settings.preview_interval_ms / 1000,
+    )
+    worker.start()
+    app.state.storage, app.state.runtime, app.state.hub, app.state.worker = (
+        storage,
+        runtime,
+        hub,
+        worker,
+    )
+    janitor = asyncio.create_task(_expire_periodically(storage, settings.session_ttl_hours))
+    try:
+        yield
+    finally:
+        janitor.cancel()
+        await asyncio.to_thread(worker.stop)
+        storage.close()
+
+
+async def _expire_periodically(storage: Storage, ttl_hours: float) -> None:
+    interval = min(3600.0, max(60.0, ttl_hours * 360))  # a tenth of the TTL, 1 min to 1 h
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.to_thread(storage.expire, ttl_hours * 3600)
+
+
+# dependencies ----------------------------------------------------------------------------------
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+def get_runtime(request: Request) -> Any:
+    return request.app.state.runtime
+
+
+def _token_ok(settings: Settings, header: str | None, query: str | None) -> bool:
+    if not settings.auth_token:
+        return True
+    given = query or ""
+    if header and header.lower().startswith("bearer "):
+        given = header[7:]
+    return hmac.compare_digest(given.encode(), settings.auth_token.encode())
+
+
+def require_token(request: Request) -> None:
+    settings = get_settings(request)
+    if not _token_ok(
+        settings, request.headers.get("authorization"), request.query_params.get("token")
+    ):
+        raise HTTPException(401, "this server needs its access token (?token=... or Bearer)")
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+RuntimeDep = Annotated[Any, Depends(get_runtime)]
+
+
+def _session(storage: Storage, sid: str) -> str:
+    if not storage.has_session(sid):
+        raise HTTPException(404, "no such session; start a new one")
+    return sid
+
+
+def session_info(storage: Storage, sid: str) -> p.SessionInfo:
+    upload, latent = storage.session_state(sid)
+    results = [
+        {
+            "id": it.id,
+            "url": f"/api/sessions/{sid}/files/{it.id}",
+            "latent_url": f"/api/sessions/{sid}/files/{it.meta.get('latent', '')}",
+        }
+        for it in storage.items(sid, "result")
+    ]
+    return p.SessionInfo(
+        id=sid,
+        upload=upload,
+        upload_url=f"/api/sessions/{sid}/files/{upload}" if upload else None,
+        latent=latent,
+        results=results,
+    )
+
+
+# uploads ----------------------------------------------------------------------------------------
+
+
+class UploadRejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def process_upload(
+    storage: Storage, sid: str, data: bytes, *, resolution: int, max_pixels: int
+) -> dict[str, Any]:
+    """Decode, align (or centre-crop) and store an upload. Runs in a thread (CPU work)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from stylelens.data.images import InvalidImage, center_crop_resize, load_image
+
+    if not data:
+        raise UploadRejected(422, "the upload is empty")
+    try:
+        with Image.open(io.BytesIO(data)):
+            pass  # sniff the format only: the bytes, not the name or content type, decide
+    except UnidentifiedImageError:
+        raise UploadRejected(415, "not an image format we can read (JPEG, PNG, WebP...)") from None
+    except Exception:
+        pass  # recognised but damaged: load_image says how
+    try:
+        photo = load_image(data, max_pixels=max_pixels)
+    except InvalidImage as e:
+        raise UploadRejected(422, str(e)) from None
+    aligned, faces, note = False, None, ""
+    try:
+        from stylelens.data.align import AlignUnavailable, NoFaceFound, align_face
+
+        try:
+            result = align_face(photo, resolution)
+            crop, aligned, faces = result.image, True, result.num_faces
+        except NoFaceFound:
+            crop, faces = center_crop_resize(photo, resolution), 0
+            note = "no face found: the centre of the photo is used"
+        except AlignUnavailable:
+            crop, note = center_crop_resize(photo, resolution), "face alignment is not installed"
+    except ImportError:
+        crop, note = center_crop_resize(photo, resolution), "face alignment is not installed"
+    uid, upath = storage.new_item_path(sid, "jpg")
+    photo.save(upath, "JPEG", quality=92)  # re-encoded: no user bytes or metadata kept
+    storage.add(sid, uid, upath, kind="upload", mime="image/jpeg")
+    cid, cpath = storage.new_item_path(sid, "png")
+    crop.save(cpath, "PNG")
+    meta = {"upload": uid, "aligned": aligned, "faces": faces}
+    storage.add(sid, cid, cpath, kind="crop", mime="image/png", meta=meta)
+    storage.set_current(sid, upload=cid)
+    return {
+        "upload": cid,
+        "crop_url": f"/api/sessions/{sid}/files/{cid}",
+        "original_url": f"/api/sessions/{sid}/files/{uid}",
+        "width": photo.width,
+        "height": photo.height,
+        "aligned": aligned,
+        "faces": faces,
+        "note": note,
+    }
+
+
+# routes -----------------------------------------------------------------------------------------
+
+
+def build_router(settings: Settings) -> APIRouter:
+    router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+
+    @router.get("/model")
+    def model(runtime: RuntimeDep) -> dict[str, Any]:
+        """The loaded model and its directions."""
+        return {
+            "model": runtime.model_info().model_dump(),
+            "directions": [d.model_dump() for d in runtime.direction_infos()],
+        }
+
+    @router.post("/sessions", status_code=201)
+    def new_session(storage: StorageDep) -> p.SessionInfo:
+        """Start a session; keep its id: it is the only key to its files."""
+        return session_info(storage, storage.new_session())
+
+    @router.get("/sessions/{sid}")
+    def get_session(sid: str, storage: StorageDep) -> p.SessionInfo:
+        """A session's current upload, latent and committed results (to resume it)."""
+        _session(storage, sid)
+        storage.touch(sid)
+        return session_info(storage, sid)
+
+    @router.post("/sessions/{sid}/uploads", max_body_size=settings.max_upload_bytes)
+    async def upload(
+        sid: str, file: UploadFile, storage: StorageDep, runtime: RuntimeDep, cfg: SettingsDep
+    ) -> dict[str, Any]:
+        """Upload a photo (multipart field ``file``); returns its aligned crop."""
+        _session(storage, sid)
+        data = await file.read()
+        try:
+            return await asyncio.to_thread(
+                process_upload,
+                storage,
+                sid,
+                data,
+                resolution=runtime.G.img_resolution,
+                max_pixels=cfg.max_pixels,
+            )
+        except UploadRejected as e:
+            raise HTTPException(e.status, str(e)) from None
+
+    @router.get("/sessions/{sid}/files/{iid}")
+    def file(sid: str, iid: str, storage: StorageDep) -> FileResponse:
+        """One of the session's files (upload, crop, latent, result)."""
+        item = storage.get(sid, iid)
+        if item is None or not item.path.is_file():
+            raise HTTPException(404, "no such file in this session")
+        names = {"result": "stylelens.png", "latent": "stylelens-latent.safetensors"}
+        return FileResponse(
+            item.path,
+            media_type=item.mime,
+            filename=names.get(item.kind),
+            headers={"Cache-Control": "private, max-age=86400"},
+        )
+
+    return router
+
+
+def _origin_ok(ws: WebSocket, settings: Settings) -> bool:
+    origin = ws.headers.get("origin")
+    if origin is None:  # not a browser (tests, tools): the token (if any) is the guard
+        return True
+    if origin in settings.allowed_origins:
+        return True
+    return urlsplit(origin).netloc == ws.headers.get("host")
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    """``/api/ws?session=ID``: protocol v1 (see ``docs/protocol.md``)."""
+    app = ws.app
+    settings: Settings = app.state.settings
+    storage: Storage = app.state.storage
+    hub: Hub = app.state.hub
+    worker = app.state.worker
+    runtime = app.state.runtime
+    sid = ws.query_params.get("session", "")
+    if not _token_ok(settings, ws.headers.get("authorization"), ws.query_params.get("token")):
+        await ws.close(code=4401, reason="access token needed")
+        return
+    if not _origin_ok(ws, settings):
+        await ws.close(code=4403, reason="origin not allowed")
+        return
+    if not storage.has_session(sid):
+        await ws.close(code=4404, reason="no such session")
+        return
+    await ws.accept()
+    storage.touch(sid)
+    conn = hub.connect(sid, ws)
+    conn.push(
+        p.Hello(
+            session=session_info(storage, sid),
+            limits=p.Limits(
+                max_upload_bytes=settings.max_upload_bytes,
+                max_pixels=settings.max_pixels,
+                max_steps=settings.max_steps,
+                preview_interval_ms=settings.preview_interval_ms,
+                preview_size=settings.preview_size,
+            ),
+            model=runtime.model_info(),
+            directions=runtime.direction_infos(),
+        )
+    )
+    sender = asyncio.create_task(conn.run_sender())
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                break
+            text = msg.get("text")
+            if text is None:
+                conn.push(p.Error(code="malformed", message="send JSON text frames, not binary"))
+                continue
+            try:
+                handle_message(conn, p.parse_client_message(text), worker, settings)
+            except p.ProtocolError as e:
+                conn.push(p.Error(code=e.code, message=e.message))  # type: ignore[arg-type]
+    except Exception as e:  # a broken socket; the session's jobs are dropped below
+        log.debug("websocket of %s ended: %s", sid[:6], e)
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+        if hub.disconnect(conn):
+            worker.cancel_session(sid)
+
+
+def handle_message(conn: Connection, msg: Any, worker: Any, settings: Settings) -> None:
+    """Turn one client message into worker jobs; problems become error events."""
+    from stylelens.jobs.worker import Busy
+
+    sid = conn.session
+    try:
+        if isinstance(msg, p.StartInversion):
+            engines = worker.runtime.model_info().engines
+            if msg.engine not in engines:
+                raise p.ProtocolError("invalid", f"engine {msg.engine!r}: choose from {engines}")
+            if msg.steps > settings.max_steps:
+                raise p.ProtocolError(
+                    "invalid", f"steps: at most {settings.max_steps} on this server"
+                )
+            worker.submit_inversion(sid, engine=msg.engine, steps=msg.steps, upload=msg.upload)
+        elif isinstance(msg, p.Cancel):
+            if not worker.cancel(sid, msg.job):
+                conn.push(p.Error(code="unknown_job", job=msg.job, message="no such job to cancel"))
+        elif isinstance(msg, p.Accept):
+            if not worker.accept(sid, msg.job):
+                conn.push(p.Error(code="unknown_job", job=msg.job, message="no such inversion"))
+        elif isinstance(msg, p.RenderEdit):
+            job = worker.submit_render(sid, msg)
+            conn.push(p.Queued(job=job, kind="render", position=0))
+        elif isinstance(msg, p.Commit):
+            worker.submit_commit(sid, msg)
+        elif isinstance(msg, p.RandomFace):
+            worker.submit_random(sid, msg.seed)
+    except Busy as e:
+        conn.push(p.Error(code="busy", message=str(e)))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The StyleLens web app. Nothing is loaded until the app starts (``lifespan``)."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="StyleLens",
+        version=__version__,
+        description="StyleGAN2 face editing. The websocket protocol is in docs/protocol.md.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz(request: Request) -> dict[str, Any]:
+        worker = getattr(request.app.state, "worker", None)
+        if worker is None or not worker.alive:
+            raise HTTPException(503, "the worker is not running")
+        return {"status": "ok", "pending": worker.pending()}
+
+    app.include_router(build_router(settings))
+    app.add_api_websocket_route("/api/ws", websocket_endpoint)
+    frontend = settings.frontend_dir or REPO_FRONTEND
+    if frontend.is_dir():
+        app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
+    return app

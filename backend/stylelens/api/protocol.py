@@ -1,0 +1,303 @@
+"""Websocket protocol v1: every message the browser and the server exchange (``docs/protocol.md``).
+
+Text frames are JSON objects with a ``type`` field (pydantic discriminated unions below);
+binary frames are images: a fixed 32-byte big-endian header (:data:`FRAME_HEADER`) followed
+by the encoded image. Nothing outside this module builds or parses wire messages.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+
+# ---------------------------------------------------------------------------------------------
+# Binary image frames
+
+# magic "SL", version, kind, job id (16 ASCII bytes), step, width, height, mime, 3 reserved.
+FRAME_HEADER = struct.Struct(">2sBB16sIHHB3x")
+FRAME_MAGIC = b"SL"
+FRAME_KINDS = {"inversion": 1, "edit": 2, "target": 3}
+MIMES = {"image/jpeg": 1, "image/png": 2}
+JOB_ID_LEN = 16  # secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image for the browser: what it shows (kind), of which job and step, and its bytes."""
+
+    kind: str  # "inversion" (a step's preview), "edit" (a slider render), "target"
+    job: str
+    step: int
+    width: int
+    height: int
+    mime: str
+    data: bytes
+
+    def encode(self) -> bytes:
+        job = self.job.encode("ascii")[:JOB_ID_LEN].ljust(JOB_ID_LEN, b"\0")
+        header = FRAME_HEADER.pack(
+            FRAME_MAGIC,
+            PROTOCOL_VERSION,
+            FRAME_KINDS[self.kind],
+            job,
+            self.step,
+            self.width,
+            self.height,
+            MIMES[self.mime],
+        )
+        return header + self.data
+
+    @classmethod
+    def decode(cls, buf: bytes) -> Frame:
+        """Parse a binary frame (tests and tools; the browser has its own decoder).
+
+        Raises:
+            ValueError: not a v1 StyleLens frame.
+        """
+        if len(buf) < FRAME_HEADER.size:
+            raise ValueError(f"frame of {len(buf)} bytes is shorter than its header")
+        magic, version, kind, job, step, w, h, mime = FRAME_HEADER.unpack_from(buf)
+        if magic != FRAME_MAGIC or version != PROTOCOL_VERSION:
+            raise ValueError("not a StyleLens v1 image frame")
+        kinds = {v: k for k, v in FRAME_KINDS.items()}
+        mimes = {v: k for k, v in MIMES.items()}
+        if kind not in kinds or mime not in mimes:
+            raise ValueError(f"unknown frame kind {kind} or mime {mime}")
+        return cls(
+            kind=kinds[kind],
+            job=job.rstrip(b"\0").decode("ascii"),
+            step=step,
+            width=w,
+            height=h,
+            mime=mimes[mime],
+            data=bytes(buf[FRAME_HEADER.size :]),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Client -> server
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+JobKind = Literal["render", "inversion", "commit", "random"]
+LayerRange = Literal["coarse", "middle", "fine", "coarse+middle", "middle+fine"]
+
+
+class Mixing(_Msg):
+    """Style mixing: take ``layers`` from a second face (a seed of the model)."""
+
+    seed: int = Field(ge=0, lt=2**32)
+    layers: LayerRange = "coarse"
+
+
+class EditParams(_Msg):
+    """An edit of the session's current latent: slider amounts, mixing, truncation."""
+
+    scales: dict[str, float] = Field(default_factory=dict)  # direction name -> slider units
+    mixing: Mixing | None = None
+    truncation: float = Field(default=1.0, ge=0.0, le=1.5)  # psi toward the average face
+
+
+class StartInversion(_Msg):
+    type: Literal["start_inversion"]
+    engine: str = "progressive"
+    steps: int = Field(default=200, ge=1)
+    upload: str | None = None  # upload id; None: the session's latest upload
+
+
+class Cancel(_Msg):
+    type: Literal["cancel"]
+    job: str
+
+
+class Accept(_Msg):
+    """Stop an inversion now and keep the latent it has reached."""
+
+    type: Literal["accept"]
+    job: str
+
+
+class RenderEdit(EditParams):
+    type: Literal["render_edit"]
+
+
+class Commit(EditParams):
+    type: Literal["commit"]
+
+
+class RandomFace(_Msg):
+    """Start from the model's face for ``seed`` instead of an upload."""
+
+    type: Literal["random_face"]
+    seed: int = Field(ge=0, lt=2**32)
+
+
+ClientMessage = Annotated[
+    StartInversion | Cancel | Accept | RenderEdit | Commit | RandomFace,
+    Field(discriminator="type"),
+]
+_client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+class ProtocolError(ValueError):
+    """A client message that is not valid v1; ``code`` and ``message`` go into an error event."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    """Parse one text frame from the browser.
+
+    Raises:
+        ProtocolError: not JSON, not an object, unknown ``type``, or invalid fields.
+    """
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise ProtocolError("malformed", "message is not JSON") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("malformed", "message must be a JSON object with a 'type'")
+    kind = raw.get("type")
+    known = ("start_inversion", "cancel", "accept", "render_edit", "commit", "random_face")
+    if kind not in known:
+        raise ProtocolError("unknown_message", f"unknown message type {kind!r}; v1 knows {known}")
+    try:
+        return _client_adapter.validate_python(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "message"
+        raise ProtocolError("invalid", f"{kind}: {where}: {first['msg']}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Server -> client
+
+
+class Limits(_Msg):
+    max_upload_bytes: int
+    max_pixels: int
+    max_steps: int
+    preview_interval_ms: int
+    preview_size: int
+
+
+class ModelInfo(_Msg):
+    id: str
+    name: str
+    resolution: int
+    num_ws: int
+    w_dim: int
+    device: str
+    engines: list[str]
+    preview_heads: bool
+
+
+class DirectionInfo(_Msg):
+    name: str
+    method: str
+    layers: str
+    slider: tuple[float, float]
+    step: float
+
+
+class SessionInfo(_Msg):
+    id: str
+    upload: str | None = None  # latest upload id
+    upload_url: str | None = None  # its aligned crop
+    latent: str | None = None  # the latent edits apply to
+    results: list[dict[str, str]] = Field(default_factory=list)  # committed results
+
+
+class Hello(_Msg):
+    type: Literal["hello"] = "hello"
+    protocol: int = PROTOCOL_VERSION
+    session: SessionInfo
+    limits: Limits
+    model: ModelInfo
+    directions: list[DirectionInfo]
+
+
+class Queued(_Msg):
+    type: Literal["queued"] = "queued"
+    job: str
+    kind: JobKind
+    position: int  # jobs of the same priority ahead of this one
+
+
+class Started(_Msg):
+    type: Literal["started"] = "started"
+    job: str
+    kind: JobKind
+    total: int
+
+
+class Progress(_Msg):
+    type: Literal["progress"] = "progress"
+    job: str
+    step: int
+    total: int
+    losses: dict[str, float]
+    resolution: int
+    elapsed: float
+
+
+class Done(_Msg):
+    type: Literal["done"] = "done"
+    job: str
+    kind: JobKind
+    latent: str | None = None  # latent id (inversion, random face, commit)
+    latent_url: str | None = None
+    result_url: str | None = None  # full-resolution PNG (commit)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class Cancelled(_Msg):
+    type: Literal["cancelled"] = "cancelled"
+    job: str
+    step: int = 0
+
+
+ErrorCode = Literal[
+    "malformed",
+    "unknown_message",
+    "invalid",
+    "busy",
+    "no_target",
+    "no_latent",
+    "unknown_job",
+    "bad_request",
+    "oom",
+    "internal",
+]
+
+
+class Error(_Msg):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    job: str | None = None
+
+
+ServerEvent = Hello | Queued | Started | Progress | Done | Cancelled | Error
+TERMINAL = (Done, Cancelled, Error)
+
+
+def event_json(event: ServerEvent) -> str:
+    return event.model_dump_json()
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the client messages (for docs and other clients)."""
+    return _client_adapter.json_schema()

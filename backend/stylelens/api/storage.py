@@ -1,0 +1,186 @@
+"""Sessions and their files: ``<data_dir>/sessions/<session id>/<item id>.<ext>`` indexed by
+one SQLite database (``<data_dir>/index.sqlite3``).
+
+Session and item ids are ``secrets.token_urlsafe`` values: nothing is listed and nothing is
+guessable; every lookup names both the session and the item, so a session only ever reaches
+its own files. Paths are built from ids the server made, never from client file names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ITEM_KINDS = ("upload", "crop", "latent", "result")
+_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    upload TEXT,
+    latent TEXT
+);
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    session TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    file TEXT NOT NULL,
+    mime TEXT NOT NULL,
+    created REAL NOT NULL,
+    meta TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS items_session ON items(session, kind);
+"""
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    session: str
+    kind: str
+    path: Path
+    mime: str
+    created: float
+    meta: dict[str, Any]
+
+
+class Storage:
+    """Thread-safe: the event loop, upload threads and the worker all use one instance."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir
+        (self.root / "sessions").mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.root / "index.sqlite3", check_same_thread=False)
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.executescript(_SCHEMA)
+        self._db.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # sessions ------------------------------------------------------------------------------
+
+    def new_session(self) -> str:
+        sid = secrets.token_urlsafe(24)
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO sessions (id, created, last_seen) VALUES (?, ?, ?)", (sid, now, now)
+            )
+            self._db.commit()
+        self._session_dir(sid).mkdir(parents=True, exist_ok=True)
+        return sid
+
+    def has_session(self, sid: str) -> bool:
+        if not _ID.match(sid):
+            return False
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM sessions WHERE id = ?", (sid,)).fetchone()
+        return row is not None
+
+    def touch(self, sid: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE sessions SET last_seen = ? WHERE id = ?", (time.time(), sid))
+            self._db.commit()
+
+    def session_state(self, sid: str) -> tuple[str | None, str | None]:
+        """(latest upload id, current latent id) of a session."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT upload, latent FROM sessions WHERE id = ?", (sid,)
+            ).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def set_current(
+        self, sid: str, *, upload: str | None = None, latent: str | None = None
+    ) -> None:
+        with self._lock:
+            if upload is not None:
+                self._db.execute("UPDATE sessions SET upload = ? WHERE id = ?", (upload, sid))
+            if latent is not None:
+                self._db.execute("UPDATE sessions SET latent = ? WHERE id = ?", (latent, sid))
+            self._db.commit()
+
+    def expire(self, max_age_s: float) -> list[str]:
+        """Delete sessions not seen for ``max_age_s`` seconds, with their files. Returns ids."""
+        cutoff = time.time() - max_age_s
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM sessions WHERE last_seen < ?", (cutoff,)
+            ).fetchall()
+            ids = [r[0] for r in rows]
+            for sid in ids:
+                self._db.execute("DELETE FROM items WHERE session = ?", (sid,))
+                self._db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+            self._db.commit()
+        for sid in ids:
+            shutil.rmtree(self._session_dir(sid), ignore_errors=True)
+        return ids
+
+    # items ---------------------------------------------------------------------------------
+
+    def new_item_path(self, sid: str, ext: str) -> tuple[str, Path]:
+        """A fresh item id and the path its file must be written to (then call :meth:`add`)."""
+        iid = secrets.token_urlsafe(16)
+        return iid, self._session_dir(sid) / f"{iid}.{ext}"
+
+    def add(
+        self,
+        sid: str,
+        iid: str,
+        path: Path,
+        *,
+        kind: str,
+        mime: str,
+        meta: dict[str, Any] | None = None,
+    ) -> Item:
+        if kind not in ITEM_KINDS:
+            raise ValueError(f"unknown item kind {kind!r}")
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO items (id, session, kind, file, mime, created, meta)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (iid, sid, kind, path.name, mime, now, json.dumps(meta or {})),
+            )
+            self._db.commit()
+        return Item(iid, sid, kind, path, mime, now, meta or {})
+
+    def get(self, sid: str, iid: str, kind: str | None = None) -> Item | None:
+        """The item ``iid`` if it belongs to session ``sid`` (and is of ``kind``), else None."""
+        if not (_ID.match(sid) and _ID.match(iid)):
+            return None
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, session, kind, file, mime, created, meta FROM items"
+                " WHERE id = ? AND session = ?",
+                (iid, sid),
+            ).fetchone()
+        if row is None or (kind is not None and row[2] != kind):
+            return None
+        path = self._session_dir(sid) / row[3]
+        return Item(row[0], row[1], row[2], path, row[4], row[5], json.loads(row[6]))
+
+    def items(self, sid: str, kind: str) -> list[Item]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM items WHERE session = ? AND kind = ? ORDER BY created",
+                (sid, kind),
+            ).fetchall()
+        return [it for (iid,) in rows if (it := self.get(sid, iid)) is not None]
+
+    def _session_dir(self, sid: str) -> Path:
+        if not _ID.match(sid):
+            raise ValueError("malformed session id")
+        return self.root / "sessions" / sid

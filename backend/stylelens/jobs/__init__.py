@@ -1,0 +1,1 @@
+"""The model's worker thread (scheduling, cancellation) and the work it does (runtime)."""

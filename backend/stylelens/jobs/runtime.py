@@ -1,0 +1,307 @@
+"""What the worker does with the model: renders, inversion steps and commits.
+
+A :class:`ModelRuntime` owns the generator, its preview heads, directions and perceptual loss
+on one device. Only the worker thread calls its methods (conventions 14); they take request
+values and return result values, and raise :class:`~stylelens.errors.StyleLensError` for
+anything the user asked that cannot be done.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from stylelens.api.protocol import DirectionInfo, EditParams, ModelInfo
+from stylelens.api.storage import Storage
+from stylelens.directions.core import Direction
+from stylelens.directions.edit import apply_directions, style_mix, truncate_toward
+from stylelens.errors import StyleLensError
+from stylelens.inversion import ENGINES, make_engine
+from stylelens.inversion.protocol import Engine, StepReport
+from stylelens.latents import Latent, load_latent, save_latent
+from stylelens.losses.perceptual import PerceptualLoss
+from stylelens.networks.preview import PreviewHeads
+from stylelens.networks.stylegan2 import Generator
+from stylelens.render import to_uint8, z_from_seed
+from stylelens.settings import Settings
+
+
+class JobError(StyleLensError):
+    """A job cannot run as asked; ``code`` is the protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Image8:
+    """An encoded image for the wire."""
+
+    data: bytes
+    width: int
+    height: int
+    mime: str = "image/jpeg"
+
+
+@dataclass
+class Inversion:
+    """A running inversion: the engine, its state and where it came from."""
+
+    engine: Engine[Any]
+    state: Any
+    total: int
+    upload: str
+    engine_name: str
+
+
+@dataclass(frozen=True)
+class Saved:
+    latent: str
+    latent_url: str
+    result_url: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def file_url(session: str, item: str) -> str:
+    return f"/api/sessions/{session}/files/{item}"
+
+
+class ModelRuntime:
+    def __init__(
+        self,
+        *,
+        G: Generator,
+        model_id: str,
+        model_name: str,
+        model_dir: Path,
+        models_dir: Path,
+        heads: PreviewHeads | None,
+        directions: list[Direction],
+        perceptual: PerceptualLoss | None,
+        device: torch.device,
+        storage: Storage,
+        preview_size: int = 256,
+    ) -> None:
+        self.G = G
+        self.model_id = model_id
+        self.model_name = model_name
+        self.model_dir = model_dir
+        self.models_dir = models_dir
+        self.heads = heads
+        self.directions = {d.name: d for d in directions}
+        self.perceptual = perceptual
+        self.device = device
+        self.storage = storage
+        self.preview_size = preview_size
+        self._latents: dict[str, tuple[str, Latent]] = {}  # session -> (latent id, latent)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, settings: Settings, storage: Storage) -> ModelRuntime:
+        """Load the default model with its preview heads, directions and perceptual loss.
+
+        Raises:
+            StyleLensError: no such model, unreadable weights, bad device.
+        """
+        from stylelens.checkpoints.native import load_generator, model_dir_for
+        from stylelens.checkpoints.preview_heads import load_preview_heads
+        from stylelens.directions.store import load_directions
+        from stylelens.losses import load_perceptual
+        from stylelens.networks.runtime import resolve_device
+
+        try:
+            device = resolve_device(settings.device)
+        except ValueError as e:
+            raise StyleLensError(str(e)) from None
+        model_dir = model_dir_for(settings.models_dir, settings.default_model)
+        G, card = load_generator(model_dir, device=device)
+        G.requires_grad_(False)
+        directions = [
+            d
+            for d in load_directions(model_dir)
+            if d.vector.shape[-1] == G.w_dim  # a direction of another model is skipped
+        ]
+        perceptual = load_perceptual(
+            settings.perceptual, models_dir=settings.models_dir, model_dir=model_dir, device=device
+        )
+        return cls(
+            G=G,
+            model_id=card.id,
+            model_name=card.name or card.id,
+            model_dir=model_dir,
+            models_dir=settings.models_dir,
+            heads=load_preview_heads(model_dir, G),
+            directions=directions,
+            perceptual=perceptual,
+            device=device,
+            storage=storage,
+            preview_size=settings.preview_size,
+        )
+
+    # descriptions ---------------------------------------------------------------------------
+
+    def model_info(self) -> ModelInfo:
+        engines = [e for e in ENGINES if e != "progressive" or self.heads is not None]
+        return ModelInfo(
+            id=self.model_id,
+            name=self.model_name,
+            resolution=self.G.img_resolution,
+            num_ws=self.G.num_ws,
+            w_dim=self.G.w_dim,
+            device=str(self.device),
+            engines=engines,
+            preview_heads=self.heads is not None,
+        )
+
+    def direction_infos(self) -> list[DirectionInfo]:
+        return [
+            DirectionInfo(
+                name=d.name, method=d.method, layers=d.layers, slider=d.slider, step=d.step
+            )
+            for d in self.directions.values()
+        ]
+
+    # latents ---------------------------------------------------------------------------------
+
+    def current_latent(self, session: str) -> tuple[str, Latent]:
+        """The latent a session's edits apply to (cached; read from disk after a restart)."""
+        with self._lock:
+            cached = self._latents.get(session)
+        _, latent_id = self.storage.session_state(session)
+        if cached is not None and cached[0] == latent_id:
+            return cached
+        if latent_id is None:
+            raise JobError("no_latent", "no face yet: upload a photo or pick a random face")
+        item = self.storage.get(session, latent_id, "latent")
+        if item is None:
+            raise JobError("no_latent", "the session's latent is gone; start again")
+        latent = load_latent(item.path)
+        latent.check_fits(num_ws=self.G.num_ws, w_dim=self.G.w_dim)
+        with self._lock:
+            self._latents[session] = (latent_id, latent)
+        return latent_id, latent
+
+    def forget(self, session: str) -> None:
+        with self._lock:
+            self._latents.pop(session, None)
+
+    def _save_latent(
+        self, session: str, latent: Latent, *, current: bool, meta: dict[str, Any]
+    ) -> str:
+        iid, path = self.storage.new_item_path(session, "safetensors")
+        save_latent(path, latent)
+        self.storage.add(
+            session, iid, path, kind="latent", mime="application/octet-stream", meta=meta
+        )
+        if current:
+            self.storage.set_current(session, latent=iid)
+            with self._lock:
+                self._latents[session] = (iid, latent)
+        return iid
+
+    # rendering -------------------------------------------------------------------------------
+
+    def edited_ws(self, ws: torch.Tensor, params: EditParams) -> torch.Tensor:
+        """Truncation, then style mixing, then the sliders (each a pure function of ws)."""
+        ws = ws.to(self.device)
+        if params.truncation != 1.0:
+            ws = truncate_toward(ws, self.G.mapping.w_avg, params.truncation)
+        if params.mixing is not None:
+            ref = self.G.mapping(z_from_seed(params.mixing.seed, self.G.z_dim).float().to(ws))
+            ws = style_mix(ws, ref, params.mixing.layers)
+        unknown = sorted(set(params.scales) - set(self.directions))
+        if unknown:
+            raise JobError("bad_request", f"unknown directions {unknown}; see hello.directions")
+        edits = [(self.directions[n], a) for n, a in params.scales.items() if a != 0]
+        return apply_directions(ws, edits) if edits else ws
+
+    @torch.no_grad()
+    def synthesize(self, ws: torch.Tensor, noise: dict[str, torch.Tensor]) -> torch.Tensor:
+        noise_dev = {k: v.to(self.device) for k, v in noise.items()} or None
+        return self.G.synthesis(ws.to(self.device), noise=noise_dev)
+
+    def encode_preview(self, img: torch.Tensor) -> Image8:
+        """[1, 3, r, r] in [-1, 1] -> JPEG at most ``preview_size`` wide."""
+        im = Image.fromarray(to_uint8(img)[0])
+        if im.width > self.preview_size:
+            im = im.resize((self.preview_size, self.preview_size), Image.Resampling.BILINEAR)
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=85)
+        return Image8(buf.getvalue(), im.width, im.height)
+
+    def render_edit(self, session: str, params: EditParams) -> Image8:
+        _, latent = self.current_latent(session)
+        return self.encode_preview(self.synthesize(self.edited_ws(latent.ws, params), latent.noise))
+
+    def random_face(self, session: str, seed: int) -> tuple[Saved, Image8]:
+        with torch.no_grad():
+            ws = self.G.mapping(z_from_seed(seed, self.G.z_dim).float().to(self.device))
+        latent = Latent(ws.cpu(), {}, {"model": self.model_id, "source": f"seed {seed}"})
+        iid = self._save_latent(session, latent, current=True, meta={"seed": seed})
+        frame = self.encode_preview(self.synthesize(ws, {}))
+        return Saved(iid, file_url(session, iid)), frame
+
+    def commit(self, session: str, params: EditParams) -> Saved:
+        """Render the edit at full resolution; store the PNG and the edited latent."""
+        base_id, latent = self.current_latent(session)
+        ws = self.edited_ws(latent.ws, params)
+        img = Image.fromarray(to_uint8(self.synthesize(ws, latent.noise))[0])
+        edits = params.model_dump(mode="json")
+        meta = {"base": base_id, "edit": edits}
+        lid = self._save_latent(
+            session,
+            Latent(ws.cpu(), latent.noise, {"model": self.model_id, "base": base_id}),
+            current=False,
+            meta=meta,
+        )
+        rid, path = self.storage.new_item_path(session, "png")
+        img.save(path, "PNG")
+        self.storage.add(
+            session, rid, path, kind="result", mime="image/png", meta={**meta, "latent": lid}
+        )
+        return Saved(lid, file_url(session, lid), file_url(session, rid))
+
+    # inversion -------------------------------------------------------------------------------
+
+    def start_inversion(
+        self, session: str, *, engine: str, steps: int, upload: str | None
+    ) -> Inversion:
+        from stylelens.data.images import to_tensor
+
+        upload = upload or self.storage.session_state(session)[0]
+        item = self.storage.get(session, upload, "crop") if upload else None
+        if upload is None or item is None:
+            raise JobError("no_target", "nothing to invert: upload a photo first")
+        with Image.open(item.path) as im:
+            target = to_tensor(im.convert("RGB")).to(self.device)
+        eng, config = make_engine(
+            engine, self.G, steps=steps, perceptual=self.perceptual, heads=self.heads
+        )
+        state = eng.start(target, config)
+        return Inversion(eng, state, steps, upload, engine)
+
+    def step(self, inv: Inversion) -> StepReport:
+        return inv.engine.step(inv.state)
+
+    def finish_inversion(self, session: str, inv: Inversion) -> Saved:
+        result = inv.engine.result(inv.state)
+        latent = Latent(
+            result.ws.detach().cpu(),
+            {k: v.detach().cpu() for k, v in result.noise.items()},
+            {"model": self.model_id, "engine": inv.engine_name, "upload": inv.upload},
+        )
+        metrics = {k: float(v) for k, v in result.metrics.items()}
+        iid = self._save_latent(
+            session,
+            latent,
+            current=True,
+            meta={"upload": inv.upload, "engine": inv.engine_name, "steps": result.steps},
+        )
+        return Saved(iid, file_url(session, iid), metrics=metrics)

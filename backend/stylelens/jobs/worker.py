@@ -1,0 +1,358 @@
+"""One worker thread per device: the only place the model runs (conventions 14).
+
+Scheduling, highest priority first:
+
+1. quick jobs (random faces; FIFO) and slider renders: one pending render per session, a newer
+   one replaces it (latest wins: intermediate slider positions are never drawn);
+2. inversion steps: the running inversions take turns, one engine step per turn, so a long
+   job of one session never freezes another's previews (one inversion per session: a new one
+   cancels the old);
+3. full-resolution commits (FIFO).
+
+At most ``queue_max`` jobs wait at once; beyond that a submit raises :class:`Busy`. Every
+outcome (queued, started, progress, frames, done, cancelled, error) goes out through
+``emit(session, event_or_frame)``, which must be thread-safe; an exception inside a job becomes
+an error event and the worker moves on to the next job.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from stylelens.api.protocol import (
+    Cancelled,
+    Commit,
+    Done,
+    EditParams,
+    Error,
+    Frame,
+    JobKind,
+    Progress,
+    Queued,
+    ServerEvent,
+    Started,
+)
+from stylelens.errors import StyleLensError
+from stylelens.jobs.runtime import Image8, Inversion, JobError, ModelRuntime
+
+log = logging.getLogger("stylelens.worker")
+
+Emit = Callable[[str, "ServerEvent | Frame"], None]
+
+
+class Busy(StyleLensError):
+    """The queue is full; try again in a moment."""
+
+
+@dataclass(eq=False)
+class Job:
+    id: str
+    session: str
+    kind: JobKind
+    params: Any  # EditParams, (engine, steps, upload) or a seed
+    cancel: bool = False
+    accept: bool = False
+    inversion: Inversion | None = None
+    step: int = 0
+    last_progress: float = 0.0
+    last_frame: float = 0.0
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+class Worker:
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        emit: Emit,
+        *,
+        queue_max: int = 64,
+        preview_interval_s: float = 0.1,
+        progress_interval_s: float = 0.1,
+    ) -> None:
+        self.runtime = runtime
+        self._emit = emit
+        self.queue_max = queue_max
+        self.preview_interval_s = preview_interval_s
+        self.progress_interval_s = progress_interval_s
+        self._cond = threading.Condition()
+        self._quick: deque[Job] = deque()
+        self._renders: OrderedDict[str, Job] = OrderedDict()  # session -> its latest render
+        self._inversions: deque[Job] = deque()
+        self._commits: deque[Job] = deque()
+        self._running: Job | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="stylelens-worker", daemon=True)
+
+    # control (any thread) ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stopping = True
+            if self._running is not None:
+                self._running.cancel = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def pending(self) -> int:
+        with self._cond:
+            return self._pending()
+
+    def _pending(self) -> int:
+        queues = (self._quick, self._renders, self._inversions, self._commits)
+        return sum(len(q) for q in queues)
+
+    def submit_render(self, session: str, params: EditParams) -> str:
+        job = self._new(session, "render", params)
+        with self._cond:
+            replaced = self._renders.pop(session, None)
+            if replaced is None:
+                self._check_room()
+            self._renders[session] = job  # latest wins; the replaced one is dropped silently
+            self._cond.notify()
+        return job.id
+
+    def submit_random(self, session: str, seed: int) -> str:
+        return self._enqueue(self._quick, self._new(session, "random", seed))
+
+    def submit_commit(self, session: str, params: Commit) -> str:
+        return self._enqueue(self._commits, self._new(session, "commit", params))
+
+    def submit_inversion(self, session: str, *, engine: str, steps: int, upload: str | None) -> str:
+        """Queue an inversion; the session's running or queued inversion is cancelled."""
+        job = self._new(session, "inversion", (engine, steps, upload))
+        with self._cond:
+            for old in [j for j in self._inversions if j.session == session]:
+                self._inversions.remove(old)
+                self._emit(session, Cancelled(job=old.id, step=old.step))
+            running = self._running
+            if running is not None and running.session == session and running.kind == "inversion":
+                running.cancel = True
+        return self._enqueue(self._inversions, job)
+
+    def cancel(self, session: str, job_id: str) -> bool:
+        """Cancel a job of ``session``; False if it has none of that id (or it finished)."""
+        with self._cond:
+            for q in (self._quick, self._inversions, self._commits):
+                for j in q:
+                    if j.id == job_id and j.session == session:
+                        q.remove(j)
+                        self._emit(session, Cancelled(job=j.id, step=j.step))
+                        return True
+            render = self._renders.get(session)
+            if render is not None and render.id == job_id:
+                del self._renders[session]
+                self._emit(session, Cancelled(job=job_id))
+                return True
+            running = self._running
+            if running is not None and running.id == job_id and running.session == session:
+                running.cancel = True
+                return True
+        return False
+
+    def accept(self, session: str, job_id: str) -> bool:
+        """Finish an inversion now with the latent it has reached."""
+        with self._cond:
+            jobs = [*self._inversions, *([self._running] if self._running else [])]
+            for j in jobs:
+                if j.id == job_id and j.session == session and j.kind == "inversion":
+                    j.accept = True
+                    return True
+        return False
+
+    def cancel_session(self, session: str) -> None:
+        """Drop every job of ``session`` (its last websocket closed)."""
+        with self._cond:
+            for q in (self._quick, self._inversions, self._commits):
+                for j in [j for j in q if j.session == session]:
+                    q.remove(j)
+            self._renders.pop(session, None)
+            if self._running is not None and self._running.session == session:
+                self._running.cancel = True
+
+    def _new(self, session: str, kind: JobKind, params: Any) -> Job:
+        return Job(id=secrets.token_hex(8), session=session, kind=kind, params=params)
+
+    def _check_room(self) -> None:
+        n = self._pending()
+        if n >= self.queue_max:
+            raise Busy(f"the server is busy ({n} jobs waiting); try again in a moment")
+
+    def _enqueue(self, q: deque[Job], job: Job) -> str:
+        with self._cond:
+            self._check_room()
+            q.append(job)
+            position = len(q) - 1
+            self._emit(job.session, Queued(job=job.id, kind=job.kind, position=position))
+            self._cond.notify()
+        return job.id
+
+    # the worker thread ---------------------------------------------------------------------
+
+    def _next(self) -> Job | None:
+        with self._cond:
+            while not self._stopping:
+                job: Job | None = None
+                if self._quick:
+                    job = self._quick.popleft()
+                elif self._renders:
+                    _, job = self._renders.popitem(last=False)
+                elif self._inversions:
+                    job = self._inversions.popleft()
+                elif self._commits:
+                    job = self._commits.popleft()
+                if job is not None:
+                    self._running = job
+                    return job
+                self._cond.wait()
+            return None
+
+    def _loop(self) -> None:
+        while (job := self._next()) is not None:
+            requeue = False
+            try:
+                requeue = self._run(job)
+            except torch.cuda.OutOfMemoryError:
+                job.inversion = None
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self._emit(
+                    job.session,
+                    Error(
+                        job=job.id,
+                        code="oom",
+                        message="the GPU ran out of memory; try fewer steps or wait for "
+                        "other sessions to finish",
+                    ),
+                )
+            except JobError as e:
+                self._emit(job.session, Error(job=job.id, code=e.code, message=str(e)))  # type: ignore[arg-type]
+            except (StyleLensError, ValueError) as e:
+                self._emit(job.session, Error(job=job.id, code="bad_request", message=str(e)))
+            except Exception as e:
+                log.exception("job %s (%s) failed", job.id, job.kind)
+                self._emit(
+                    job.session,
+                    Error(job=job.id, code="internal", message=f"{type(e).__name__}: {e}"),
+                )
+            with self._cond:
+                self._running = None
+                if requeue:
+                    if job.cancel:
+                        self._emit(job.session, Cancelled(job=job.id, step=job.step))
+                    else:
+                        self._inversions.append(job)  # round robin: back of the line
+
+    def _frame(self, job: Job, kind: str, image: Image8) -> Frame:
+        return Frame(
+            kind=kind,
+            job=job.id,
+            step=job.step,
+            width=image.width,
+            height=image.height,
+            mime=image.mime,
+            data=image.data,
+        )
+
+    def _run(self, job: Job) -> bool:
+        """Do one unit of ``job``; True if it is an inversion that wants another turn."""
+        rt = self.runtime
+        if job.cancel:
+            self._emit(job.session, Cancelled(job=job.id, step=job.step))
+            return False
+        if job.kind == "render":
+            image = rt.render_edit(job.session, job.params)
+            self._emit(job.session, self._frame(job, "edit", image))
+            return False
+        if job.kind == "random":
+            self._emit(job.session, Started(job=job.id, kind="random", total=1))
+            saved, image = rt.random_face(job.session, job.params)
+            self._emit(job.session, self._frame(job, "edit", image))
+            self._emit(
+                job.session,
+                Done(job=job.id, kind="random", latent=saved.latent, latent_url=saved.latent_url),
+            )
+            return False
+        if job.kind == "commit":
+            self._emit(job.session, Started(job=job.id, kind="commit", total=1))
+            saved = rt.commit(job.session, job.params)
+            self._emit(
+                job.session,
+                Done(
+                    job=job.id,
+                    kind="commit",
+                    latent=saved.latent,
+                    latent_url=saved.latent_url,
+                    result_url=saved.result_url,
+                ),
+            )
+            return False
+        return self._invert_turn(job)
+
+    def _invert_turn(self, job: Job) -> bool:
+        rt = self.runtime
+        if job.inversion is None:
+            engine, steps, upload = job.params
+            job.inversion = rt.start_inversion(
+                job.session, engine=engine, steps=steps, upload=upload
+            )
+            self._emit(job.session, Started(job=job.id, kind="inversion", total=steps))
+        inv = job.inversion
+        if not job.accept:
+            report = rt.step(inv)
+            job.step = report.step
+            last = inv.state.done
+            now = time.perf_counter()
+            if last or now - job.last_progress >= self.progress_interval_s:
+                job.last_progress = now
+                self._emit(
+                    job.session,
+                    Progress(
+                        job=job.id,
+                        step=report.step,
+                        total=report.total,
+                        losses={k: float(v) for k, v in report.losses.items()},
+                        resolution=report.resolution,
+                        elapsed=report.elapsed,
+                    ),
+                )
+            if last or now - job.last_frame >= self.preview_interval_s:
+                job.last_frame = now
+                self._emit(
+                    job.session, self._frame(job, "inversion", rt.encode_preview(report.preview))
+                )
+            if not last:
+                return True
+        if job.cancel:
+            self._emit(job.session, Cancelled(job=job.id, step=job.step))
+            return False
+        saved = rt.finish_inversion(job.session, inv)
+        job.inversion = None
+        self._emit(
+            job.session,
+            Done(
+                job=job.id,
+                kind="inversion",
+                latent=saved.latent,
+                latent_url=saved.latent_url,
+                metrics=saved.metrics,
+            ),
+        )
+        return False
