@@ -522,3 +522,25 @@ def test_decorrelate_cancels_measured_side_effects() -> None:
     assert effect[[0, 1, 3, 4]].abs().max() < 1e-3
     plain = r[2].abs()  # using direction 2 alone leaks into the others
     assert plain[[0, 1, 3, 4]].max() > 0.1
+
+
+def test_the_embedded_model_ships_its_directions() -> None:
+    from stylelens.checkpoints import load_card
+    from stylelens.directions import load_directions
+
+    model_dir = Path(__file__).resolve().parents[1] / "models" / "synthfaces-256"
+    card = load_card(model_dir)
+    directions = {d.name: d for d in load_directions(model_dir)}
+    named = {"smile", "age", "yaw", "hair_lightness", "glasses", "beard", "mouth_open"}
+    assert named <= set(directions)
+    assert {f"sefa-all-{i:02d}" for i in range(10)} <= set(directions)
+    assert {f"ganspace-all-{i:02d}" for i in range(10)} <= set(directions)
+    for d in directions.values():
+        d.check_fits(num_ws=card.generator.num_ws, w_dim=card.generator.w_dim)
+        assert float(d.vector.norm()) == pytest.approx(1.0, abs=1e-4)
+        assert d.slider[0] <= -d.step and d.step <= d.slider[1]
+    for name in named:
+        assert directions[name].method == "interfacegan"
+        assert directions[name].provenance["held_out"]
+    size = sum(p.stat().st_size for p in (model_dir / "directions").iterdir())
+    assert size < 500_000
