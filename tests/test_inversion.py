@@ -244,3 +244,15 @@ def test_ws_above_a_coarse_stage_follow_its_last_w(setup) -> None:
     assert not torch.equal(ws[0, 3], G.mapping.w_avg)
     engine.step(state)  # the full-resolution stage starts from the tied latent, then moves
     assert not torch.equal(engine.current_ws(state)[0, 7], ws[0, 3])
+
+
+def test_invert_crop_modes(tiny_with_heads: Path, tmp_path: Path, capsys) -> None:
+    photo = _photo(tmp_path / "noise.png")  # no face in it
+    base = ["invert", str(photo), "--model", "tiny", "--models-dir", str(tiny_with_heads),
+            "--steps", "1", "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main([*base, "--crop", "center"]) == 0
+    assert json.loads((tmp_path / "o" / "result.json").read_text())["crop"] == "centre crop"
+    assert main([*base, "--crop", "auto"]) == 0  # falls back to the centre crop, and says why
+    assert "centre crop (" in capsys.readouterr().out
+    assert main([*base, "--crop", "align"]) == 2  # extra missing, or no face: a clear error
+    assert __import__("re").search("align' extra|no face", capsys.readouterr().err, flags=2)

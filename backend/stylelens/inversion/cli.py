@@ -53,6 +53,13 @@ def register(subparsers: Any, settings: Settings) -> None:
         help="perceptual loss; auto: LPIPS if its weights are installed, else the model's "
         "discriminator features, else MS-SSIM (default: %(default)s)",
     )
+    p.add_argument(
+        "--crop",
+        choices=["auto", "align", "center"],
+        default="auto",
+        help="align: FFHQ-align the largest face (needs the 'align' extra); center: the "
+        "centred square; auto: align when the extra is installed (default: %(default)s)",
+    )
     p.add_argument("--init", type=Path, default=None, help="start from this latent file")
     p.add_argument("--seed", type=int, default=0, help="seed of the run (default: 0)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -145,7 +152,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from stylelens.checkpoints.preview_heads import load_preview_heads
-    from stylelens.data.images import center_crop_resize, load_image, to_tensor
+    from stylelens.data.images import load_image, to_tensor
     from stylelens.inversion import StepReport, make_engine
     from stylelens.latents import Latent, load_latent, save_latent
     from stylelens.losses import load_perceptual
@@ -164,7 +171,8 @@ def cmd_invert(args: argparse.Namespace) -> None:
         latent = load_latent(args.init)
         latent.check_fits(num_ws=G.num_ws, w_dim=G.w_dim, model_id=card.id)
         init = latent.ws
-    target_img = center_crop_resize(photo, R)
+    target_img, crop = _crop(photo, R, args.crop)
+    print(f"target: {crop}")
     target = to_tensor(target_img).to(device)
     perceptual = load_perceptual(
         args.perceptual, models_dir=args.models_dir, model_dir=model_dir, device=device
@@ -221,6 +229,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
         "model": card.id,
         "engine": result.engine,
         "perceptual": result.perceptual,
+        "crop": crop,
         "steps": result.steps,
         "seconds": round(result.elapsed, 3),
         "first_preview_s": round(first_preview or 0.0, 4),
@@ -234,3 +243,27 @@ def cmd_invert(args: argparse.Namespace) -> None:
         f"({result.steps} steps in {result.elapsed:.1f} s, PSNR {m['psnr']:.2f} dB, "
         f"{result.perceptual} {m.get('perceptual', float('nan')):.4f})"
     )
+
+
+def _crop(photo: Any, resolution: int, mode: str) -> tuple[Any, str]:
+    """(target image, how it was made) for ``--crop``; align errors are StyleLensErrors."""
+    from stylelens.data.align import AlignUnavailable, NoFaceFound, align_face
+    from stylelens.data.align_cli import _quiet_native_stderr
+    from stylelens.data.images import center_crop_resize
+
+    if mode != "center":
+        try:
+            with _quiet_native_stderr():
+                aligned = align_face(photo, resolution)
+            return aligned.image, f"FFHQ-aligned ({aligned.num_faces} face(s) found, largest used)"
+        except AlignUnavailable:
+            if mode == "align":
+                raise
+            how = "centre crop (the 'align' extra is not installed)"
+        except NoFaceFound:
+            if mode == "align":
+                raise
+            how = "centre crop (no face found to align)"
+    else:
+        how = "centre crop"
+    return center_crop_resize(photo, resolution), how
