@@ -1,0 +1,322 @@
+// Wires the page to the server: session, upload, inversion, sliders, commit.
+
+import { Client } from "./client.js";
+import * as P from "./protocol.js";
+import { State, neutralEdit } from "./state.js";
+
+/** @param {string} id @returns {any} */
+const $ = (id) => document.getElementById(id);
+const state = new State();
+const token = new URLSearchParams(location.search).get("token") ?? sessionStorage.getItem("stylelens.token");
+if (token) sessionStorage.setItem("stylelens.token", token);
+/** @type {Client | null} */
+let client = null;
+let renderDirty = false;
+let comparing = false;
+let framesDrawn = 0;
+
+/** @param {string} path */
+const withToken = (path) => (token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path);
+
+/** @param {string} path @param {RequestInit} [init] */
+async function api(path, init = {}) {
+  const headers = new Headers(init.headers);
+  if (token) headers.set("Authorization", `Bearer ${token}`);
+  const r = await fetch(path, { ...init, headers });
+  if (!r.ok) {
+    let detail = `${r.status} ${r.statusText}`;
+    try { detail = (await r.json()).detail ?? detail; } catch { /* not JSON */ }
+    const err = new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+    /** @type {any} */ (err).status = r.status;
+    throw err;
+  }
+  return r.json();
+}
+
+/** @param {string} text @param {"error" | "info"} [kind] */
+function say(text, kind = "error") {
+  const box = $("message");
+  box.textContent = text;
+  box.className = kind === "info" ? "info" : "";
+  box.hidden = !text;
+}
+
+const ERROR_HINTS = {
+  busy: "The server is busy with other sessions; try again in a moment.",
+  oom: "The GPU ran out of memory.",
+  no_target: "Upload a photo first.",
+  no_latent: "Upload a photo and invert it, or pick a random face, before editing.",
+};
+
+// ---- session -------------------------------------------------------------------------------
+
+async function openSession() {
+  let sid = localStorage.getItem("stylelens.session");
+  if (sid) {
+    try { await api(`/api/sessions/${sid}`); } catch { sid = null; }
+  }
+  if (!sid) {
+    sid = (await api("/api/sessions", { method: "POST" })).id;
+    localStorage.setItem("stylelens.session", sid);
+  }
+  state.session = sid;
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  client = new Client(withToken(`${proto}://${location.host}/api/ws?session=${sid}`), {
+    onEvent,
+    onFrame,
+    onStatus: (online) => {
+      $("conn").textContent = online ? "online" : "reconnecting…";
+      $("conn").classList.toggle("online", online);
+    },
+  });
+  client.connect();
+}
+
+// ---- server events ---------------------------------------------------------------------------
+
+/** @param {any} e */
+function onEvent(e) {
+  switch (e.type) {
+    case "hello": return onHello(e);
+    case "queued":
+      if (e.kind === "inversion") { state.inversionJob = e.job; setInverting(true); $("progress").textContent = `queued (${e.position} ahead)`; }
+      return;
+    case "started":
+      if (e.kind === "inversion") $("progress").textContent = "started…";
+      if (e.kind === "commit") say("Rendering at full resolution…", "info");
+      return;
+    case "progress": {
+      const loss = e.losses.total ?? Object.values(e.losses)[0];
+      $("bar").value = e.step / e.total;
+      $("progress").textContent = `step ${e.step}/${e.total} · loss ${Number(loss).toFixed(4)} · ${e.resolution}px · ${e.elapsed.toFixed(1)} s`;
+      return;
+    }
+    case "done": return onDone(e);
+    case "cancelled":
+      if (e.job === state.inversionJob) { setInverting(false); $("progress").textContent = `stopped at step ${e.step}`; }
+      return;
+    case "session_gone":
+      localStorage.removeItem("stylelens.session");
+      say("Your session has expired; reload the page to start a new one.");
+      return;
+    case "error":
+      if (e.job && e.job === state.inversionJob) setInverting(false);
+      say(ERROR_HINTS[e.code] ? `${ERROR_HINTS[e.code]} (${e.message})` : e.message);
+      return;
+    default:
+      return;
+  }
+}
+
+/** @param {any} e */
+function onHello(e) {
+  state.model = e.model;
+  state.limits = e.limits;
+  state.directions = e.directions;
+  state.upload = e.session.upload;
+  state.latent = e.session.latent;
+  $("model").textContent = `${e.model.name} · ${e.model.resolution}px · ${e.model.device}`;
+  const engine = $("engine");
+  engine.replaceChildren(...e.model.engines.map((/** @type {string} */ n) => new Option(n, n)));
+  $("steps").max = e.limits.max_steps;
+  if (e.session.upload_url) $("target").src = withToken(e.session.upload_url);
+  $("results").replaceChildren(...e.session.results.map(resultItem));
+  buildSliders();
+  updateButtons();
+  if (state.latent) renderDirty = true;
+}
+
+/** @param {any} e */
+function onDone(e) {
+  if (e.kind === "inversion") {
+    setInverting(false);
+    state.latent = e.latent;
+    $("bar").value = 1;
+    const psnr = e.metrics.psnr ? ` · PSNR ${e.metrics.psnr.toFixed(1)} dB` : "";
+    $("progress").textContent = `done${psnr}`;
+    renderDirty = true;
+  } else if (e.kind === "random") {
+    state.latent = e.latent;
+    $("target").removeAttribute("src");
+    renderDirty = true;
+  } else if (e.kind === "commit") {
+    say("");
+    $("results").prepend(resultItem({ url: e.result_url, latent_url: e.latent_url }));
+  }
+  updateButtons();
+}
+
+/** @param {import("./protocol.js").Frame} f */
+async function onFrame(f) {
+  const bitmap = await createImageBitmap(f.blob);
+  const canvas = $("preview");
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = true;
+  ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  framesDrawn += 1;
+  canvas.dataset.frames = String(framesDrawn);
+  $("preview-caption").textContent = f.kind === "inversion" ? `preview · step ${f.step}` : comparing ? "before (no edits)" : "edited";
+}
+
+/** @param {{url: string, latent_url: string}} r */
+function resultItem(r) {
+  const li = document.createElement("li");
+  const png = document.createElement("a");
+  png.href = withToken(r.url); png.download = "stylelens.png"; png.textContent = "PNG";
+  const lat = document.createElement("a");
+  lat.href = withToken(r.latent_url); lat.download = "stylelens-latent.safetensors"; lat.textContent = "latent";
+  li.append(png, lat);
+  return li;
+}
+
+// ---- controls -------------------------------------------------------------------------------
+
+/** @param {boolean} on */
+function setInverting(on) {
+  if (!on) state.inversionJob = null;
+  $("stop").disabled = !on;
+  $("accept").disabled = !on;
+  updateButtons();
+}
+
+function updateButtons() {
+  $("start").disabled = !state.upload || !!state.inversionJob;
+  $("commit").disabled = !state.latent;
+  $("undo").disabled = state.undoStack.length === 0;
+  $("redo").disabled = state.redoStack.length === 0;
+}
+
+function buildSliders() {
+  const box = $("sliders");
+  box.replaceChildren();
+  for (const d of state.directions) {
+    const id = `dir-${d.name}`;
+    const wrap = document.createElement("div");
+    wrap.className = "slider";
+    wrap.innerHTML = `<label for="${id}"><span></span><output></output></label>
+      <div class="line"><input id="${id}" type="range"><button type="button">reset</button></div>`;
+    wrap.querySelector("span").textContent = `${d.name.replaceAll("_", " ")} (${d.method}, ${d.layers})`;
+    const input = wrap.querySelector("input");
+    Object.assign(input, { min: d.slider[0], max: d.slider[1], step: d.step / 10, value: 0 });
+    input.dataset.name = d.name;
+    input.addEventListener("pointerdown", () => state.checkpoint());
+    input.addEventListener("keydown", () => state.checkpoint());
+    input.addEventListener("input", () => {
+      state.setEdit({ scales: { ...state.edit.scales, [d.name]: Number(input.value) } });
+    });
+    wrap.querySelector("button").addEventListener("click", () => {
+      state.checkpoint();
+      const scales = { ...state.edit.scales };
+      delete scales[d.name];
+      state.setEdit({ scales });
+    });
+    box.append(wrap);
+  }
+  syncControls();
+}
+
+/** Make every control show state.edit (after undo/redo/reset). */
+function syncControls() {
+  for (const input of $("sliders").querySelectorAll("input")) {
+    const v = state.edit.scales[input.dataset.name] ?? 0;
+    input.value = String(v);
+    input.closest(".slider").querySelector("output").textContent = Number(v).toFixed(2);
+  }
+  $("truncation").value = String(state.edit.truncation);
+  $("truncation-out").textContent = state.edit.truncation.toFixed(2);
+  const mix = state.edit.mixing;
+  $("mix-on").checked = !!mix;
+  if (mix) { $("mix-seed").value = String(mix.seed); $("mix-layers").value = mix.layers; }
+}
+
+state.subscribe(() => { syncControls(); updateButtons(); renderDirty = true; });
+
+function readMixing() {
+  return $("mix-on").checked
+    ? { seed: Math.max(0, Number($("mix-seed").value) | 0), layers: $("mix-layers").value }
+    : null;
+}
+
+// At most one render request per animation frame; the server keeps only the latest anyway.
+function frameLoop() {
+  if (renderDirty && state.latent && client) {
+    const edit = comparing ? neutralEdit() : state.edit;
+    if (client.send(P.renderEdit(edit))) renderDirty = false;
+  }
+  requestAnimationFrame(frameLoop);
+}
+
+/** @param {File} file */
+async function uploadFile(file) {
+  if (state.limits && file.size > state.limits.max_upload_bytes) {
+    say(`That file is ${(file.size / 1e6).toFixed(1)} MB; the limit is ${(state.limits.max_upload_bytes / 1e6).toFixed(0)} MB.`);
+    return;
+  }
+  say("Uploading…", "info");
+  const form = new FormData();
+  form.append("file", file);
+  try {
+    const r = await api(`/api/sessions/${state.session}/uploads`, { method: "POST", body: form });
+    say("");
+    state.upload = r.upload;
+    $("target").src = withToken(r.crop_url);
+    $("upload-note").textContent = r.aligned ? `aligned (${r.faces} face${r.faces === 1 ? "" : "s"} found)` : r.note;
+    updateButtons();
+  } catch (err) {
+    const e = /** @type {any} */ (err);
+    const what = e.status === 413 ? "That file is too large." : e.status === 415 ? "That is not an image we can read." : "";
+    say(`${what} ${e.message}`.trim());
+  }
+}
+
+function wire() {
+  $("file").addEventListener("change", (/** @type {any} */ e) => { if (e.target.files[0]) uploadFile(e.target.files[0]); });
+  const drop = $("drop");
+  drop.addEventListener("keydown", (/** @type {KeyboardEvent} */ e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });
+  drop.addEventListener("dragover", (/** @type {DragEvent} */ e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (/** @type {DragEvent} */ e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const f = e.dataTransfer?.files[0];
+    if (f) uploadFile(f);
+  });
+  $("random-form").addEventListener("submit", (/** @type {Event} */ e) => {
+    e.preventDefault();
+    client?.send(P.randomFace(Math.max(0, Number($("seed").value) | 0)));
+  });
+  $("invert-form").addEventListener("submit", (/** @type {Event} */ e) => {
+    e.preventDefault();
+    const steps = Number($("steps").value) | 0;
+    if (state.limits && (steps < 1 || steps > state.limits.max_steps)) {
+      say(`Steps must be between 1 and ${state.limits.max_steps}.`);
+      return;
+    }
+    say("");
+    client?.send(P.startInversion($("engine").value, steps, state.upload));
+  });
+  $("stop").addEventListener("click", () => state.inversionJob && client?.send(P.cancel(state.inversionJob)));
+  $("accept").addEventListener("click", () => state.inversionJob && client?.send(P.accept(state.inversionJob)));
+  $("undo").addEventListener("click", () => state.undo());
+  $("redo").addEventListener("click", () => state.redo());
+  $("reset-all").addEventListener("click", () => { state.checkpoint(); state.setEdit(neutralEdit()); });
+  const compare = $("compare");
+  const setCompare = (/** @type {boolean} */ on) => { comparing = on; compare.setAttribute("aria-pressed", String(on)); renderDirty = true; };
+  compare.addEventListener("click", () => setCompare(!comparing));
+  $("truncation").addEventListener("pointerdown", () => state.checkpoint());
+  $("truncation").addEventListener("input", () => state.setEdit({ truncation: Number($("truncation").value) }));
+  for (const id of ["mix-on", "mix-seed", "mix-layers"]) {
+    $(id).addEventListener("change", () => { state.checkpoint(); state.setEdit({ mixing: readMixing() }); });
+  }
+  $("commit").addEventListener("click", () => client?.send(P.commit(state.edit)));
+  document.addEventListener("keydown", (e) => {
+    const inField = e.target instanceof HTMLInputElement && e.target.type !== "range";
+    if (inField || !(e.ctrlKey || e.metaKey) || e.key.toLowerCase() !== "z") return;
+    e.preventDefault();
+    if (e.shiftKey) state.redo(); else state.undo();
+  });
+}
+
+wire();
+requestAnimationFrame(frameLoop);
+openSession().catch((err) => say(`Cannot reach the server: ${err.message}`));

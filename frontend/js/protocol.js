@@ -1,0 +1,53 @@
+// Protocol v1 (docs/protocol.md): binary frame decoding and client message builders.
+
+export const PROTOCOL_VERSION = 1;
+export const HEADER_BYTES = 32;
+const KINDS = { 1: "inversion", 2: "edit" };
+const MIMES = { 1: "image/jpeg", 2: "image/png" };
+
+/**
+ * @typedef {{kind: string, job: string, step: number, width: number, height: number,
+ *            mime: string, blob: Blob}} Frame
+ * @typedef {{scales: Record<string, number>, truncation: number,
+ *            mixing: {seed: number, layers: string} | null}} Edit
+ */
+
+/**
+ * Decode a binary frame: "SL", version, kind, 16-byte job id, step u32, width u16,
+ * height u16, mime u8, 3 reserved bytes (big-endian), then the image bytes.
+ * @param {ArrayBuffer} buf
+ * @returns {Frame}
+ */
+export function decodeFrame(buf) {
+  if (buf.byteLength < HEADER_BYTES) throw new Error("frame shorter than its header");
+  const v = new DataView(buf);
+  if (v.getUint8(0) !== 0x53 || v.getUint8(1) !== 0x4c || v.getUint8(2) !== PROTOCOL_VERSION) {
+    throw new Error("not a StyleLens v1 frame");
+  }
+  const jobBytes = new Uint8Array(buf, 4, 16);
+  let job = "";
+  for (const b of jobBytes) if (b) job += String.fromCharCode(b);
+  return {
+    kind: KINDS[v.getUint8(3)] ?? "unknown",
+    job,
+    step: v.getUint32(20),
+    width: v.getUint16(24),
+    height: v.getUint16(26),
+    mime: MIMES[v.getUint8(28)] ?? "application/octet-stream",
+    blob: new Blob([buf.slice(HEADER_BYTES)], { type: MIMES[v.getUint8(28)] }),
+  };
+}
+
+/** @param {string} engine @param {number} steps @param {string | null} upload */
+export const startInversion = (engine, steps, upload) =>
+  ({ type: "start_inversion", engine, steps, upload });
+/** @param {string} job */
+export const cancel = (job) => ({ type: "cancel", job });
+/** @param {string} job */
+export const accept = (job) => ({ type: "accept", job });
+/** @param {Edit} edit */
+export const renderEdit = (edit) => ({ type: "render_edit", ...edit });
+/** @param {Edit} edit */
+export const commit = (edit) => ({ type: "commit", ...edit });
+/** @param {number} seed */
+export const randomFace = (seed) => ({ type: "random_face", seed });
