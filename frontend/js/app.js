@@ -14,6 +14,7 @@ let client = null;
 let renderDirty = false;
 let comparing = false;
 let framesDrawn = 0;
+let helloSeen = false;
 
 /** @param {string} path */
 const withToken = (path) => (token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path);
@@ -117,8 +118,12 @@ function onHello(e) {
   state.latent = e.session.latent;
   $("model").textContent = `${e.model.name} · ${e.model.resolution}px · ${e.model.device}`;
   const engine = $("engine");
+  const chosen = helloSeen ? engine.value : e.limits.default_engine;
   engine.replaceChildren(...e.model.engines.map((/** @type {string} */ n) => new Option(n, n)));
+  if (e.model.engines.includes(chosen)) engine.value = chosen;
   $("steps").max = e.limits.max_steps;
+  if (!helloSeen) $("steps").value = String(e.limits.default_steps);  // keep the user's on reconnect
+  helloSeen = true;
   if (e.session.upload_url) $("target").src = withToken(e.session.upload_url);
   $("results").replaceChildren(...e.session.results.map(resultItem));
   buildSliders();

@@ -309,6 +309,8 @@ async def websocket_endpoint(ws: WebSocket) -> None:
                 max_steps=settings.max_steps,
                 preview_interval_ms=settings.preview_interval_ms,
                 preview_size=settings.preview_size,
+                default_engine=settings.default_engine,
+                default_steps=settings.default_steps,
             ),
             model=runtime.model_info(),
             directions=runtime.direction_infos(),

@@ -191,6 +191,8 @@ class Limits(_Msg):
     max_steps: int
     preview_interval_ms: int
     preview_size: int
+    default_engine: str
+    default_steps: int
 
 
 class ModelInfo(_Msg):

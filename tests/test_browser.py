@@ -1,0 +1,115 @@
+"""The page in a real browser: Playwright driving Debian's Chromium against a real uvicorn.
+
+Skipped unless ``chromium`` is on PATH and the ``playwright`` package is installed (no browser
+download: ``apt-get install chromium`` and ``pip install playwright``). Screenshots go to
+``out/browser/`` (or ``$STYLELENS_SCREENSHOTS``) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from stylelens.api.app import create_app
+from tests.test_api import app_models, settings_for  # noqa: F401  (the fixture is reused)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium on PATH")
+playwright_sync = pytest.importorskip("playwright.sync_api")
+SHOTS = Path(os.environ.get("STYLELENS_SCREENSHOTS", Path(__file__).parents[1] / "out" / "browser"))
+
+
+@pytest.fixture()
+def server(app_models: Path, tmp_path: Path) -> Iterator[str]:  # noqa: F811
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(settings_for(app_models, tmp_path / "data"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(300):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def face_file(tmp_path: Path) -> Path:
+    im = Image.new("RGB", (120, 90), (210, 170, 140))
+    im.paste((60, 40, 30), (40, 20, 80, 50))
+    path = tmp_path / "face.png"
+    im.save(path)
+    return path
+
+
+def canvas_pixels(page: object) -> list[int]:
+    return page.evaluate(  # type: ignore[attr-defined, no-any-return]
+        "Array.from(document.getElementById('preview').getContext('2d')"
+        ".getImageData(0, 0, 256, 256).data.filter((_, i) => i % 97 === 0))"
+    )
+
+
+def test_upload_invert_slide_commit_download(server: str, tmp_path: Path) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server + "/")
+        page.wait_for_selector("#conn.online")
+        assert "tiny" in page.locator("#model").inner_text()
+        page.set_input_files("#file", str(face_file(tmp_path)))
+        page.wait_for_function("document.getElementById('target').src.includes('/files/')")
+        page.fill("#steps", "30")
+        page.click("#start")
+        page.wait_for_function(
+            "Number(document.getElementById('preview').dataset.frames || 0) >= 5", timeout=60000
+        )
+        page.wait_for_function(
+            "document.getElementById('progress').textContent.startsWith('done')", timeout=60000
+        )
+        page.screenshot(path=str(SHOTS / "1-inverted.png"))
+        page.wait_for_timeout(300)  # the post-inversion render
+        before = canvas_pixels(page)
+        frames = int(page.locator("#preview").get_attribute("data-frames") or 0)
+        slider = page.locator("#dir-smile")
+        slider.focus()
+        for _ in range(20):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            f"Number(document.getElementById('preview').dataset.frames) > {frames}"
+        )
+        page.wait_for_timeout(300)
+        assert canvas_pixels(page) != before
+        page.screenshot(path=str(SHOTS / "2-edited.png"))
+        page.click("#commit")
+        link = page.locator("#results a", has_text="PNG").first
+        link.wait_for()
+        with page.expect_download() as dl:
+            link.click()
+        png = Path(dl.value.path())
+        assert Image.open(io.BytesIO(png.read_bytes())).size == (32, 32)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.screenshot(path=str(SHOTS / "3-phone.png"), full_page=True)
+        assert not errors, errors
+        browser.close()
