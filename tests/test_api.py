@@ -161,6 +161,20 @@ def receive_edit(ws: Any) -> tuple[dict, Frame]:
     return queued, frame
 
 
+def test_manual_crop_replaces_the_target(client: TestClient) -> None:
+    sid = new_session(client)
+    body = upload(client, sid, png_bytes(64)).json()
+    assert body["aligned"] is False and body["note"]
+    url = f"/api/sessions/{sid}/uploads/{body['upload']}/crop"
+    r = client.post(url, json={"left": 8, "top": 8, "size": 32})
+    assert r.status_code == 200, r.text
+    assert client.get(f"/api/sessions/{sid}").json()["upload"] == r.json()["upload"]
+    assert client.post(url, json={"left": 40, "top": 40, "size": 40}).status_code == 422
+    other = new_session(client)
+    bad = f"/api/sessions/{other}/uploads/{body['upload']}/crop"
+    assert client.post(bad, json={"left": 0, "top": 0, "size": 8}).status_code == 404
+
+
 def test_random_face_gives_a_latent_to_edit(client: TestClient) -> None:
     sid = new_session(client)
     with client.websocket_connect(f"/api/ws?session={sid}") as ws:

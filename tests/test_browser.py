@@ -80,6 +80,16 @@ def test_upload_invert_slide_commit_download(server: str, tmp_path: Path) -> Non
         assert "tiny" in page.locator("#model").inner_text()
         page.set_input_files("#file", str(face_file(tmp_path)))
         page.wait_for_function("document.getElementById('target').src.includes('/files/')")
+        first_target = page.locator("#target").get_attribute("src")
+        page.locator("#manual summary").click()  # no face found here: choose the square
+        page.locator("#crop-size").focus()
+        for _ in range(10):
+            page.keyboard.press("ArrowLeft")
+        page.click("#crop-use")
+        page.wait_for_function(
+            "document.getElementById('upload-note').textContent === 'your square is used'"
+        )
+        assert page.locator("#target").get_attribute("src") != first_target
         page.fill("#steps", "30")
         page.click("#start")
         page.wait_for_function(

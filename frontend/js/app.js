@@ -192,9 +192,12 @@ function updateButtons() {
 }
 
 function buildSliders() {
-  const box = $("sliders");
-  box.replaceChildren();
+  const named = $("sliders");
+  const components = $("component-sliders");
+  named.replaceChildren();
+  components.replaceChildren();
   for (const d of state.directions) {
+    const box = d.method === "sefa" || d.method === "ganspace" ? components : named;
     const id = `dir-${d.name}`;
     const wrap = document.createElement("div");
     wrap.className = "slider";
@@ -222,7 +225,7 @@ function buildSliders() {
 
 /** Make every control show state.edit (after undo/redo/reset). */
 function syncControls() {
-  for (const input of $("sliders").querySelectorAll("input")) {
+  for (const input of document.querySelectorAll("#sliders input, #component-sliders input")) {
     const v = state.edit.scales[input.dataset.name] ?? 0;
     input.value = String(v);
     input.closest(".slider").querySelector("output").textContent = Number(v).toFixed(2);
@@ -266,6 +269,7 @@ async function uploadFile(file) {
     state.upload = r.upload;
     $("target").src = withToken(r.crop_url);
     $("upload-note").textContent = r.aligned ? `aligned (${r.faces} face${r.faces === 1 ? "" : "s"} found)` : r.note;
+    if (r.aligned) $("manual").hidden = true; else showManualCrop(r.original_url);
     updateButtons();
   } catch (err) {
     const e = /** @type {any} */ (err);
@@ -274,7 +278,67 @@ async function uploadFile(file) {
   }
 }
 
+// Manual square crop, offered when no face was found (or alignment is not installed).
+/** @type {HTMLImageElement | null} */
+let cropPhoto = null;
+
+/** @param {string} url */
+function showManualCrop(url) {
+  const img = new Image();
+  img.onload = () => {
+    cropPhoto = img;
+    const side = Math.min(img.naturalWidth, img.naturalHeight);
+    Object.assign($("crop-size"), { max: side, value: side });
+    updateCropRanges();
+    $("crop-x").value = String(Math.floor((img.naturalWidth - side) / 2));
+    $("crop-y").value = String(Math.floor((img.naturalHeight - side) / 2));
+    drawCrop();
+    $("manual").hidden = false;
+  };
+  img.src = withToken(url);
+}
+
+function updateCropRanges() {
+  if (!cropPhoto) return;
+  const size = Number($("crop-size").value);
+  $("crop-x").max = String(cropPhoto.naturalWidth - size);
+  $("crop-y").max = String(cropPhoto.naturalHeight - size);
+}
+
+function drawCrop() {
+  if (!cropPhoto) return;
+  const c = $("crop-canvas");
+  const scale = 256 / Math.max(cropPhoto.naturalWidth, cropPhoto.naturalHeight);
+  c.width = Math.round(cropPhoto.naturalWidth * scale);
+  c.height = Math.round(cropPhoto.naturalHeight * scale);
+  const ctx = c.getContext("2d");
+  ctx.drawImage(cropPhoto, 0, 0, c.width, c.height);
+  const [x, y, s] = ["crop-x", "crop-y", "crop-size"].map((id) => Number($(id).value) * scale);
+  ctx.strokeStyle = "#ff0";
+  ctx.lineWidth = 2;
+  ctx.strokeRect(x, y, s, s);
+}
+
+async function useCrop() {
+  const box = { left: Number($("crop-x").value), top: Number($("crop-y").value), size: Number($("crop-size").value) };
+  try {
+    const r = await api(`/api/sessions/${state.session}/uploads/${state.upload}/crop`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(box),
+    });
+    state.upload = r.upload;
+    $("target").src = withToken(r.crop_url);
+    $("upload-note").textContent = "your square is used";
+    say("");
+  } catch (err) {
+    say(/** @type {Error} */ (err).message);
+  }
+}
+
 function wire() {
+  for (const id of ["crop-size", "crop-x", "crop-y"]) {
+    $(id).addEventListener("input", () => { updateCropRanges(); drawCrop(); });
+  }
+  $("crop-use").addEventListener("click", useCrop);
   $("file").addEventListener("change", (/** @type {any} */ e) => { if (e.target.files[0]) uploadFile(e.target.files[0]); });
   const drop = $("drop");
   drop.addEventListener("keydown", (/** @type {KeyboardEvent} */ e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });

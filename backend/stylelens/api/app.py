@@ -28,6 +28,7 @@ from fastapi import (
 )
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
 
 from stylelens import __version__
 from stylelens.api import protocol as p
@@ -208,6 +209,42 @@ def process_upload(
     }
 
 
+def recrop_upload(
+    storage: Storage, sid: str, crop_id: str, box: CropBox, *, resolution: int
+) -> dict[str, Any]:
+    """A user-chosen square of the original photo as the new target (no face was found)."""
+    from PIL import Image
+
+    from stylelens.data.align import manual_crop
+
+    crop = storage.get(sid, crop_id, "crop")
+    original = storage.get(sid, str(crop.meta.get("upload", "")), "upload") if crop else None
+    if crop is None or original is None:
+        raise UploadRejected(404, "no such upload in this session")
+    with Image.open(original.path) as im:
+        photo = im.convert("RGB")
+    try:
+        image = manual_crop(
+            photo, (box.left, box.top, box.left + box.size, box.top + box.size), resolution
+        )
+    except ValueError as e:
+        raise UploadRejected(422, str(e)) from None
+    cid, cpath = storage.new_item_path(sid, "png")
+    image.save(cpath, "PNG")
+    meta = {"upload": original.id, "aligned": False, "manual": [box.left, box.top, box.size]}
+    storage.add(sid, cid, cpath, kind="crop", mime="image/png", meta=meta)
+    storage.set_current(sid, upload=cid)
+    return {"upload": cid, "crop_url": f"/api/sessions/{sid}/files/{cid}"}
+
+
+class CropBox(BaseModel):
+    """A square of the original photo, in its (upright) pixel coordinates."""
+
+    left: int = Field(ge=0)
+    top: int = Field(ge=0)
+    size: int = Field(ge=1)
+
+
 # routes -----------------------------------------------------------------------------------------
 
 
@@ -249,6 +286,19 @@ def build_router(settings: Settings) -> APIRouter:
                 data,
                 resolution=runtime.G.img_resolution,
                 max_pixels=cfg.max_pixels,
+            )
+        except UploadRejected as e:
+            raise HTTPException(e.status, str(e)) from None
+
+    @router.post("/sessions/{sid}/uploads/{crop_id}/crop")
+    async def crop(
+        sid: str, crop_id: str, box: CropBox, storage: StorageDep, runtime: RuntimeDep
+    ) -> dict[str, Any]:
+        """Replace an upload's automatic crop by a square the user chose."""
+        _session(storage, sid)
+        try:
+            return await asyncio.to_thread(
+                recrop_upload, storage, sid, crop_id, box, resolution=runtime.G.img_resolution
             )
         except UploadRejected as e:
             raise HTTPException(e.status, str(e)) from None
