@@ -164,6 +164,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             ws_base = url.replace("http", "ws", 1)
             s = Session(http, ws_base)
             await s.open()
+            cold = await invert(s, 900_000, args.steps, args.engine)  # the server's first
             one = await invert(s, 900_001, args.steps, args.engine)
             await sliders(s, 3, names, args.slider_gap)  # warm-up
             lat = await sliders(s, args.slider_moves, names, args.slider_gap)
@@ -187,6 +188,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "model": model["model"],
         "one": one,
+        "cold": cold,
         "slider_p50": pct(lat, 0.5),
         "slider_p95": pct(lat, 0.95),
         "commit_s": commit_s,
@@ -207,7 +209,8 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
         "| measure | value | goal |",
         "|---|---|---|",
         f"| upload (POST of a 512 px PNG, alignment/crop) -> first preview frame | "
-        f"{one['first_frame_s']:.2f} s | <= 0.5 s |",
+        f"{one['first_frame_s']:.2f} s (the server's first inversion: "
+        f"{r['cold']['first_frame_s']:.2f} s) | <= 0.5 s |",
         f"| preview frames per second during inversion | {one['fps']:.1f} | >= 8 |",
         f"| slider move -> new frame, p50 / p95 ({args.slider_moves} moves, "
         f"{args.slider_gap * 1000:.0f} ms apart) | "

@@ -51,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if expired:
         log.info("removed %d expired sessions", len(expired))
     runtime = await asyncio.to_thread(ModelRuntime.load, settings, storage)
+    await asyncio.to_thread(runtime.warm_up)
     hub = Hub(asyncio.get_running_loop(), settings.preview_interval_ms / 1000)
     worker = Worker(
         runtime,

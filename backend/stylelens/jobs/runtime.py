@@ -145,6 +145,19 @@ class ModelRuntime:
             preview_size=settings.preview_size,
         )
 
+    def warm_up(self) -> None:
+        """One render and one step of every engine, so the first user does not pay for
+        PyTorch's first-call set-up (about a second on a CPU)."""
+        with torch.no_grad():
+            ws = self.G.mapping.w_avg.reshape(1, 1, -1).expand(1, self.G.num_ws, -1)
+            target = self.synthesize(ws, {})
+        self.encode_preview(target)
+        for name in self.model_info().engines:
+            engine, config = make_engine(
+                name, self.G, steps=2, perceptual=self.perceptual, heads=self.heads
+            )
+            engine.step(engine.start(target, config))
+
     # descriptions ---------------------------------------------------------------------------
 
     def model_info(self) -> ModelInfo:
