@@ -50,6 +50,7 @@ def settings_for(models: Path, data: Path, **kw: Any) -> Settings:
         device="cpu",
         perceptual="ms-ssim",
         preview_interval_ms=20,
+        allowed_hosts=["testserver", "127.0.0.1"],
         **kw,
     )
 
@@ -299,6 +300,11 @@ def test_unknown_session_and_token(app_models: Path, tmp_path: Path) -> None:
         with pytest.raises(WebSocketDisconnect) as refused:
             c.websocket_connect("/api/ws?session=nope&token=s3cret").__enter__()
         assert refused.value.code == 4404
+
+
+def test_foreign_host_is_refused_without_a_token(client: TestClient) -> None:
+    assert client.get("/healthz", headers={"host": "rebound.example"}).status_code == 400
+    assert client.get("/healthz").status_code == 200
 
 
 def test_restart_keeps_committed_results(app_models: Path, tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     frontend_dir: Path | None = None  # None: the repository's frontend/ folder
     auth_token: str | None = None  # set: every request needs it (Bearer header or ?token=)
     allowed_origins: list[str] = []  # extra websocket Origins besides the page's own host
+    # Without a token, requests must name one of these hosts (defeats DNS rebinding).
+    allowed_hosts: list[str] = ["127.0.0.1", "localhost", "::1"]
     max_upload_bytes: int = 20_000_000  # larger request bodies get 413
     max_pixels: int = 40_000_000  # larger images are refused before decoding (bombs)
     max_steps: int = 1000  # inversion steps one job may ask for

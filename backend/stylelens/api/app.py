@@ -11,6 +11,7 @@ import contextlib
 import hmac
 import io
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,6 +30,7 @@ from fastapi import (
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from stylelens import __version__
 from stylelens.api import protocol as p
@@ -350,6 +352,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         return
     await ws.accept()
     storage.touch(sid)
+    touched = time.monotonic()
     conn = hub.connect(sid, ws)
     conn.push(
         p.Hello(
@@ -373,6 +376,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
                 break
+            if time.monotonic() - touched > 60:  # an open tab keeps its session alive
+                touched = time.monotonic()
+                await asyncio.to_thread(storage.touch, sid)
             text = msg.get("text")
             if text is None:
                 conn.push(p.Error(code="malformed", message="send JSON text frames, not binary"))
@@ -389,6 +395,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             await sender
         if hub.disconnect(conn):
             worker.cancel_session(sid)
+            runtime.forget(sid)  # its latent is read from disk again if it comes back
 
 
 def handle_message(conn: Connection, msg: Any, worker: Any, settings: Settings) -> None:
@@ -441,6 +448,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(503, "the worker is not running")
         return {"status": "ok", "pending": worker.pending()}
 
+    if not settings.auth_token:
+        # A page on another site could otherwise reach a loopback server by rebinding its own
+        # DNS name to 127.0.0.1 (the Origin check alone does not stop that).
+        hosts = [f"[{h}]" if ":" in h else h for h in settings.allowed_hosts]
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
     app.include_router(build_router(settings))
     app.add_api_websocket_route("/api/ws", websocket_endpoint)
     frontend = settings.frontend_dir or REPO_FRONTEND
