@@ -372,6 +372,13 @@ def test_bad_uploads(app_models: Path, tmp_path: Path) -> None:
         big = _png_header_only(9_000, 5_000)  # 45 MP: under Pillow's limit, over ours (40 MP)
         r = upload(c, sid, big)
         assert r.status_code == 422 and "megapixels" in r.json()["detail"]
+        sideways = Image.new("RGB", (40, 20), (90, 90, 90))
+        exif = Image.Exif()
+        exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view
+        buf = io.BytesIO()
+        sideways.save(buf, "JPEG", exif=exif)
+        r = upload(c, sid, buf.getvalue())
+        assert (r.json()["width"], r.json()["height"]) == (20, 40)
         for mode in ("L", "P", "RGBA", "CMYK", "I;16"):
             im = Image.new(mode, (40, 30))
             buf = io.BytesIO()

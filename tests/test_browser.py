@@ -78,6 +78,8 @@ def test_upload_invert_slide_commit_download(server: str, tmp_path: Path) -> Non
         page.goto(server + "/")
         page.wait_for_selector("#conn.online")
         assert "tiny" in page.locator("#model").inner_text()
+        page.keyboard.press("Tab")  # keyboard users reach the file picker first
+        assert page.evaluate("document.activeElement.id") == "file"
         page.set_input_files("#file", str(face_file(tmp_path)))
         page.wait_for_function("document.getElementById('target').src.includes('/files/')")
         first_target = page.locator("#target").get_attribute("src")

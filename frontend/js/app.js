@@ -341,7 +341,6 @@ function wire() {
   $("crop-use").addEventListener("click", useCrop);
   $("file").addEventListener("change", (/** @type {any} */ e) => { if (e.target.files[0]) uploadFile(e.target.files[0]); });
   const drop = $("drop");
-  drop.addEventListener("keydown", (/** @type {KeyboardEvent} */ e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });
   drop.addEventListener("dragover", (/** @type {DragEvent} */ e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (/** @type {DragEvent} */ e) => {
