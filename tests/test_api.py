@@ -39,6 +39,7 @@ def app_models(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     save_preview_heads(root / "tiny", heads, {"steps": 10})
     v = torch.randn(G.w_dim, generator=torch.Generator().manual_seed(3))
     save_directions(root / "tiny", [Direction("smile", v / v.norm(), unit=2.0)])
+    shutil.copytree(models_dir / "tiny-rosinality", root / "tiny-b")  # no heads, no directions
     return root
 
 
@@ -305,6 +306,29 @@ def test_unknown_session_and_token(app_models: Path, tmp_path: Path) -> None:
 def test_foreign_host_is_refused_without_a_token(client: TestClient) -> None:
     assert client.get("/healthz", headers={"host": "rebound.example"}).status_code == 400
     assert client.get("/healthz").status_code == 200
+
+
+def test_sessions_choose_among_the_served_models(app_models: Path, tmp_path: Path) -> None:
+    settings = settings_for(app_models, tmp_path / "d", serve_models=["tiny-b"])
+    with TestClient(create_app(settings)) as c:
+        info = c.get("/api/model").json()
+        assert [m["id"] for m in info["models"]] == ["tiny", "tiny-b"]
+        assert c.post("/api/sessions", json={"model": "nope"}).status_code == 422
+        sid = c.post("/api/sessions", json={"model": "tiny-b"}).json()["id"]
+        default = new_session(c)
+        with c.websocket_connect(f"/api/ws?session={sid}") as ws:
+            hello = ws.receive_json()
+            assert hello["model"]["id"] == "tiny-b" and hello["directions"] == []
+            assert "progressive" not in hello["model"]["engines"]  # it has no preview heads
+            ws.send_json({"type": "start_inversion", "engine": "progressive", "steps": 3})
+            assert ws.receive_json()["code"] == "invalid"
+            ws.send_json({"type": "random_face", "seed": 2})
+            done = receive_until(ws, "done")[0][-1]
+        lat = tmp_path / "b.safetensors"
+        lat.write_bytes(c.get(done["latent_url"]).content)
+        assert load_latent(lat).model == "tiny-b"
+        with c.websocket_connect(f"/api/ws?session={default}") as ws:
+            assert ws.receive_json()["model"]["id"] == "tiny"
 
 
 def test_restart_keeps_committed_results(app_models: Path, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def server(app_models: Path, tmp_path: Path) -> Iterator[str]:  # noqa: F811
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(settings_for(app_models, tmp_path / "data"))
+    app = create_app(settings_for(app_models, tmp_path / "data", serve_models=["tiny-b"]))
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -78,8 +78,11 @@ def test_upload_invert_slide_commit_download(server: str, tmp_path: Path) -> Non
         page.goto(server + "/")
         page.wait_for_selector("#conn.online")
         assert "tiny" in page.locator("#model").inner_text()
-        page.keyboard.press("Tab")  # keyboard users reach the file picker first
-        assert page.evaluate("document.activeElement.id") == "file"
+        order = []
+        for _ in range(2):  # keyboard users reach the model picker, then the file picker
+            page.keyboard.press("Tab")
+            order.append(page.evaluate("document.activeElement.id"))
+        assert order == ["model-picker", "file"]
         page.set_input_files("#file", str(face_file(tmp_path)))
         page.wait_for_function("document.getElementById('target').src.includes('/files/')")
         first_target = page.locator("#target").get_attribute("src")
@@ -121,6 +124,13 @@ def test_upload_invert_slide_commit_download(server: str, tmp_path: Path) -> Non
             link.click()
         png = Path(dl.value.path())
         assert Image.open(io.BytesIO(png.read_bytes())).size == (32, 32)
+        old_session = page.evaluate("localStorage.getItem('stylelens.session')")
+        page.select_option("#model-picker", "tiny-b")  # another model: a new session
+        page.wait_for_function(
+            "document.getElementById('model').textContent.includes('tiny-rosinality')"
+        )
+        assert page.evaluate("localStorage.getItem('stylelens.session')") != old_session
+        assert page.locator("#results li").count() == 0
         page.set_viewport_size({"width": 390, "height": 844})
         page.screenshot(path=str(SHOTS / "3-phone.png"), full_page=True)
         assert not errors, errors

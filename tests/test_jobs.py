@@ -14,7 +14,7 @@ import torch
 from stylelens.api.app import process_upload
 from stylelens.api.protocol import Done, EditParams, Error, Frame, Progress
 from stylelens.api.storage import Storage
-from stylelens.jobs.runtime import ModelRuntime
+from stylelens.jobs.runtime import ModelRuntime, Runtimes
 from stylelens.jobs.worker import Busy, Worker
 from tests.test_api import app_models, png_bytes, settings_for  # noqa: F401
 
@@ -45,7 +45,7 @@ def runtime(app_models: Path, tmp_path: Path) -> ModelRuntime:  # noqa: F811
 
 
 def session_with_upload(rt: ModelRuntime) -> str:
-    sid = rt.storage.new_session()
+    sid = rt.storage.new_session(rt.model_id)
     process_upload(rt.storage, sid, png_bytes(), resolution=32, max_pixels=10**6)
     return sid
 
@@ -56,7 +56,9 @@ def dones(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 def test_priorities_and_latest_wins_renders(runtime: ModelRuntime) -> None:
     rec = Recorder()
-    w = Worker(runtime, rec, queue_max=10)  # not started: inspect the order it would take
+    w = Worker(
+        Runtimes([runtime], runtime.storage), rec, queue_max=10
+    )  # not started: inspect the order it would take
     sid = session_with_upload(runtime)
     commit = w.submit_commit(sid, EditParams())  # type: ignore[arg-type]
     inversion = w.submit_inversion(sid, engine="adam", steps=3, upload=None)
@@ -70,7 +72,7 @@ def test_priorities_and_latest_wins_renders(runtime: ModelRuntime) -> None:
 
 
 def test_full_queue_is_busy(runtime: ModelRuntime) -> None:
-    w = Worker(runtime, Recorder(), queue_max=2)
+    w = Worker(Runtimes([runtime], runtime.storage), Recorder(), queue_max=2)
     sid = runtime.storage.new_session()
     w.submit_random(sid, 1)
     w.submit_random(sid, 2)
@@ -83,7 +85,9 @@ def test_full_queue_is_busy(runtime: ModelRuntime) -> None:
 
 def test_round_robin_between_sessions(runtime: ModelRuntime) -> None:
     rec = Recorder()
-    w = Worker(runtime, rec, progress_interval_s=0, preview_interval_s=0)
+    w = Worker(
+        Runtimes([runtime], runtime.storage), rec, progress_interval_s=0, preview_interval_s=0
+    )
     a, b = session_with_upload(runtime), session_with_upload(runtime)
     w.submit_inversion(a, engine="adam", steps=10, upload=None)
     w.submit_inversion(b, engine="adam", steps=10, upload=None)
@@ -102,7 +106,7 @@ def test_errors_become_events_and_the_worker_lives_on(
     runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rec = Recorder()
-    w = Worker(runtime, rec)
+    w = Worker(Runtimes([runtime], runtime.storage), rec)
     sid = session_with_upload(runtime)
     calls = {"n": 0}
     real_step = runtime.step

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     # The web app (``stylelens serve``)
     host: str = "127.0.0.1"  # loopback by default: set an auth_token before exposing it
     port: int = 8000
+    serve_models: list[str] = []  # more model ids the app offers besides default_model
     data_dir: Path = Path("data")  # sessions' uploads, latents, results + index.sqlite3
     frontend_dir: Path | None = None  # None: the repository's frontend/ folder
     auth_token: str | None = None  # set: every request needs it (Bearer header or ?token=)

@@ -51,13 +51,15 @@ const ERROR_HINTS = {
 
 // ---- session -------------------------------------------------------------------------------
 
-async function openSession() {
-  let sid = localStorage.getItem("stylelens.session");
+/** @param {string | null} [model] start a new session with this model */
+async function openSession(model = null) {
+  let sid = model ? null : localStorage.getItem("stylelens.session");
   if (sid) {
     try { await api(`/api/sessions/${sid}`); } catch { sid = null; }
   }
   if (!sid) {
-    sid = (await api("/api/sessions", { method: "POST" })).id;
+    const body = JSON.stringify(model ? { model } : {});
+    sid = (await api("/api/sessions", { method: "POST", headers: { "Content-Type": "application/json" }, body })).id;
     localStorage.setItem("stylelens.session", sid);
   }
   state.session = sid;
@@ -117,6 +119,10 @@ function onHello(e) {
   state.upload = e.session.upload;
   state.latent = e.session.latent;
   $("model").textContent = `${e.model.name} · ${e.model.resolution}px · ${e.model.device}`;
+  const picker = $("model-picker");
+  picker.hidden = e.models.length < 2;
+  picker.replaceChildren(...e.models.map((/** @type {any} */ m) => new Option(`${m.name} (${m.resolution}px)`, m.id)));
+  picker.value = e.model.id;
   const engine = $("engine");
   const chosen = helloSeen ? engine.value : e.limits.default_engine;
   engine.replaceChildren(...e.model.engines.map((/** @type {string} */ n) => new Option(n, n)));
@@ -220,6 +226,7 @@ function buildSliders() {
     });
     box.append(wrap);
   }
+  $("components").hidden = components.children.length === 0;
   syncControls();
 }
 
@@ -334,7 +341,26 @@ async function useCrop() {
   }
 }
 
+/** @param {string} model */
+async function switchModel(model) {
+  client?.close();
+  Object.assign(state, { upload: null, latent: null, inversionJob: null, undoStack: [], redoStack: [] });
+  state.edit = neutralEdit();
+  $("target").removeAttribute("src");
+  $("results").replaceChildren();
+  $("manual").hidden = true;
+  $("upload-note").textContent = "";
+  $("progress").textContent = "";
+  $("bar").value = 0;
+  const canvas = $("preview");
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  await openSession(model);
+}
+
 function wire() {
+  $("model-picker").addEventListener("change", (/** @type {any} */ e) => {
+    switchModel(e.target.value).catch((err) => say(`Cannot switch model: ${err.message}`));
+  });
   for (const id of ["crop-size", "crop-x", "crop-y"]) {
     $(id).addEventListener("input", () => { updateCropRanges(); drawCrop(); });
   }

@@ -44,7 +44,7 @@ REPO_FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    from stylelens.jobs.runtime import ModelRuntime
+    from stylelens.jobs.runtime import Runtimes
     from stylelens.jobs.worker import Worker
 
     settings: Settings = app.state.settings
@@ -52,19 +52,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     expired = await asyncio.to_thread(storage.expire, settings.session_ttl_hours * 3600)
     if expired:
         log.info("removed %d expired sessions", len(expired))
-    runtime = await asyncio.to_thread(ModelRuntime.load, settings, storage)
-    await asyncio.to_thread(runtime.warm_up)
+    runtimes = await asyncio.to_thread(Runtimes.load, settings, storage)
+    for rt in runtimes.by_id.values():
+        await asyncio.to_thread(rt.warm_up)
     hub = Hub(asyncio.get_running_loop(), settings.preview_interval_ms / 1000)
     worker = Worker(
-        runtime,
+        runtimes,
         hub.publish,
         queue_max=settings.queue_max,
         preview_interval_s=settings.preview_interval_ms / 1000,
     )
     worker.start()
-    app.state.storage, app.state.runtime, app.state.hub, app.state.worker = (
+    app.state.storage, app.state.runtimes, app.state.hub, app.state.worker = (
         storage,
-        runtime,
+        runtimes,
         hub,
         worker,
     )
@@ -97,8 +98,8 @@ def get_storage(request: Request) -> Storage:
     return storage
 
 
-def get_runtime(request: Request) -> Any:
-    return request.app.state.runtime
+def get_runtimes(request: Request) -> Any:
+    return request.app.state.runtimes
 
 
 def _token_ok(settings: Settings, header: str | None, query: str | None) -> bool:
@@ -120,7 +121,7 @@ def require_token(request: Request) -> None:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
-RuntimeDep = Annotated[Any, Depends(get_runtime)]
+RuntimesDep = Annotated[Any, Depends(get_runtimes)]
 
 
 def _session(storage: Storage, sid: str) -> str:
@@ -240,6 +241,17 @@ def recrop_upload(
     return {"upload": cid, "crop_url": f"/api/sessions/{sid}/files/{cid}"}
 
 
+class NewSession(BaseModel):
+    model: str | None = None
+
+
+def model_choices(runtimes: Any) -> list[p.ModelChoice]:
+    return [
+        p.ModelChoice(id=rt.model_id, name=rt.model_name, resolution=rt.G.img_resolution)
+        for rt in runtimes.by_id.values()
+    ]
+
+
 class CropBox(BaseModel):
     """A square of the original photo, in its (upright) pixel coordinates."""
 
@@ -255,17 +267,25 @@ def build_router(settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
 
     @router.get("/model")
-    def model(runtime: RuntimeDep) -> dict[str, Any]:
-        """The loaded model and its directions."""
+    def model(runtimes: RuntimesDep) -> dict[str, Any]:
+        """The default model and its directions, and every model offered."""
+        rt = runtimes.default
         return {
-            "model": runtime.model_info().model_dump(),
-            "directions": [d.model_dump() for d in runtime.direction_infos()],
+            "model": rt.model_info().model_dump(),
+            "directions": [d.model_dump() for d in rt.direction_infos()],
+            "models": [m.model_dump() for m in model_choices(runtimes)],
         }
 
     @router.post("/sessions", status_code=201)
-    def new_session(storage: StorageDep) -> p.SessionInfo:
-        """Start a session; keep its id: it is the only key to its files."""
-        return session_info(storage, storage.new_session())
+    def new_session(
+        storage: StorageDep, runtimes: RuntimesDep, body: NewSession | None = None
+    ) -> p.SessionInfo:
+        """Start a session (with ``model``, default: the default model); keep its id: it is
+        the only key to its files."""
+        model = body.model if body and body.model else runtimes.default.model_id
+        if model not in runtimes.by_id:
+            raise HTTPException(422, f"model {model!r} is not served here")
+        return session_info(storage, storage.new_session(model))
 
     @router.get("/sessions/{sid}")
     def get_session(sid: str, storage: StorageDep) -> p.SessionInfo:
@@ -276,7 +296,7 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.post("/sessions/{sid}/uploads", max_body_size=settings.max_upload_bytes)
     async def upload(
-        sid: str, file: UploadFile, storage: StorageDep, runtime: RuntimeDep, cfg: SettingsDep
+        sid: str, file: UploadFile, storage: StorageDep, runtimes: RuntimesDep, cfg: SettingsDep
     ) -> dict[str, Any]:
         """Upload a photo (multipart field ``file``); returns its aligned crop."""
         _session(storage, sid)
@@ -287,7 +307,7 @@ def build_router(settings: Settings) -> APIRouter:
                 storage,
                 sid,
                 data,
-                resolution=runtime.G.img_resolution,
+                resolution=runtimes.for_session(sid).G.img_resolution,
                 max_pixels=cfg.max_pixels,
             )
         except UploadRejected as e:
@@ -295,13 +315,18 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.post("/sessions/{sid}/uploads/{crop_id}/crop")
     async def crop(
-        sid: str, crop_id: str, box: CropBox, storage: StorageDep, runtime: RuntimeDep
+        sid: str, crop_id: str, box: CropBox, storage: StorageDep, runtimes: RuntimesDep
     ) -> dict[str, Any]:
         """Replace an upload's automatic crop by a square the user chose."""
         _session(storage, sid)
         try:
             return await asyncio.to_thread(
-                recrop_upload, storage, sid, crop_id, box, resolution=runtime.G.img_resolution
+                recrop_upload,
+                storage,
+                sid,
+                crop_id,
+                box,
+                resolution=runtimes.for_session(sid).G.img_resolution,
             )
         except UploadRejected as e:
             raise HTTPException(e.status, str(e)) from None
@@ -339,7 +364,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     storage: Storage = app.state.storage
     hub: Hub = app.state.hub
     worker = app.state.worker
-    runtime = app.state.runtime
+    runtimes = app.state.runtimes
     sid = ws.query_params.get("session", "")
     if not _token_ok(settings, ws.headers.get("authorization"), ws.query_params.get("token")):
         await ws.close(code=4401, reason="access token needed")
@@ -352,6 +377,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         return
     await ws.accept()
     storage.touch(sid)
+    runtime = runtimes.for_session(sid)
     touched = time.monotonic()
     conn = hub.connect(sid, ws)
     conn.push(
@@ -367,6 +393,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
                 default_steps=settings.default_steps,
             ),
             model=runtime.model_info(),
+            models=model_choices(runtimes),
             directions=runtime.direction_infos(),
         )
     )
@@ -395,7 +422,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             await sender
         if hub.disconnect(conn):
             worker.cancel_session(sid)
-            runtime.forget(sid)  # its latent is read from disk again if it comes back
+            runtimes.forget(sid)  # its latent is read from disk again if it comes back
 
 
 def handle_message(conn: Connection, msg: Any, worker: Any, settings: Settings) -> None:
@@ -405,7 +432,7 @@ def handle_message(conn: Connection, msg: Any, worker: Any, settings: Settings) 
     sid = conn.session
     try:
         if isinstance(msg, p.StartInversion):
-            engines = worker.runtime.model_info().engines
+            engines = worker.runtimes.for_session(sid).model_info().engines
             if msg.engine not in engines:
                 raise p.ProtocolError("invalid", f"engine {msg.engine!r}: choose from {engines}")
             if msg.steps > settings.max_steps:

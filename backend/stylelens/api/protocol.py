@@ -206,6 +206,14 @@ class ModelInfo(_Msg):
     preview_heads: bool
 
 
+class ModelChoice(_Msg):
+    """A model the server offers (a new session is needed to switch to it)."""
+
+    id: str
+    name: str
+    resolution: int
+
+
 class DirectionInfo(_Msg):
     name: str
     method: str
@@ -227,7 +235,8 @@ class Hello(_Msg):
     protocol: int = PROTOCOL_VERSION
     session: SessionInfo
     limits: Limits
-    model: ModelInfo
+    model: ModelInfo  # the session's model
+    models: list[ModelChoice]  # every model served
     directions: list[DirectionInfo]
 
 

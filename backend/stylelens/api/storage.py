@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     created REAL NOT NULL,
     last_seen REAL NOT NULL,
     upload TEXT,
-    latent TEXT
+    latent TEXT,
+    model TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS items (
     id TEXT PRIMARY KEY,
@@ -63,6 +64,9 @@ class Storage:
         self._db = sqlite3.connect(self.root / "index.sqlite3", check_same_thread=False)
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(sessions)")}
+        if "model" not in columns:  # an index written before sessions had a model
+            self._db.execute("ALTER TABLE sessions ADD COLUMN model TEXT NOT NULL DEFAULT ''")
         self._db.commit()
 
     def close(self) -> None:
@@ -71,12 +75,14 @@ class Storage:
 
     # sessions ------------------------------------------------------------------------------
 
-    def new_session(self) -> str:
+    def new_session(self, model: str = "") -> str:
+        """A new session working with ``model`` (a session's latents belong to one model)."""
         sid = secrets.token_urlsafe(24)
         now = time.time()
         with self._lock:
             self._db.execute(
-                "INSERT INTO sessions (id, created, last_seen) VALUES (?, ?, ?)", (sid, now, now)
+                "INSERT INTO sessions (id, created, last_seen, model) VALUES (?, ?, ?, ?)",
+                (sid, now, now, model),
             )
             self._db.commit()
         self._session_dir(sid).mkdir(parents=True, exist_ok=True)
@@ -101,6 +107,11 @@ class Storage:
                 "SELECT upload, latent FROM sessions WHERE id = ?", (sid,)
             ).fetchone()
         return (row[0], row[1]) if row else (None, None)
+
+    def session_model(self, sid: str) -> str:
+        with self._lock:
+            row = self._db.execute("SELECT model FROM sessions WHERE id = ?", (sid,)).fetchone()
+        return str(row[0]) if row else ""
 
     def set_current(
         self, sid: str, *, upload: str | None = None, latent: str | None = None

@@ -104,8 +104,11 @@ class ModelRuntime:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, settings: Settings, storage: Storage) -> ModelRuntime:
-        """Load the default model with its preview heads, directions and perceptual loss.
+    def load(
+        cls, settings: Settings, storage: Storage, model_id: str | None = None
+    ) -> ModelRuntime:
+        """Load a model (default: the default model) with its preview heads, directions and
+        perceptual loss.
 
         Raises:
             StyleLensError: no such model, unreadable weights, bad device.
@@ -120,7 +123,8 @@ class ModelRuntime:
             device = resolve_device(settings.device)
         except ValueError as e:
             raise StyleLensError(str(e)) from None
-        model_dir = model_dir_for(settings.models_dir, settings.default_model)
+        model_id = model_id or settings.default_model
+        model_dir = model_dir_for(settings.models_dir, model_id)
         G, card = load_generator(model_dir, device=device)
         G.requires_grad_(False)
         directions = [
@@ -133,7 +137,7 @@ class ModelRuntime:
         )
         return cls(
             G=G,
-            model_id=card.id,
+            model_id=model_id,  # the directory name: what settings and sessions use
             model_name=card.name or card.id,
             model_dir=model_dir,
             models_dir=settings.models_dir,
@@ -196,7 +200,7 @@ class ModelRuntime:
         if item is None:
             raise JobError("no_latent", "the session's latent is gone; start again")
         latent = load_latent(item.path)
-        latent.check_fits(num_ws=self.G.num_ws, w_dim=self.G.w_dim)
+        latent.check_fits(num_ws=self.G.num_ws, w_dim=self.G.w_dim, model_id=self.model_id)
         with self._lock:
             self._latents[session] = (latent_id, latent)
         return latent_id, latent
@@ -318,3 +322,27 @@ class ModelRuntime:
             meta={"upload": inv.upload, "engine": inv.engine_name, "steps": result.steps},
         )
         return Saved(iid, file_url(session, iid), metrics=metrics)
+
+
+class Runtimes:
+    """The models the app offers, by id; a session works with the one it was created for."""
+
+    def __init__(self, runtimes: list[ModelRuntime], storage: Storage) -> None:
+        if not runtimes:
+            raise StyleLensError("no model to serve")
+        self.by_id = {rt.model_id: rt for rt in runtimes}
+        self.default = runtimes[0]
+        self.storage = storage
+
+    @classmethod
+    def load(cls, settings: Settings, storage: Storage) -> Runtimes:
+        ids = list(dict.fromkeys([settings.default_model, *settings.serve_models]))
+        return cls([ModelRuntime.load(settings, storage, i) for i in ids], storage)
+
+    def for_session(self, session: str) -> ModelRuntime:
+        model = self.storage.session_model(session)
+        return self.by_id.get(model, self.default)
+
+    def forget(self, session: str) -> None:
+        for rt in self.by_id.values():
+            rt.forget(session)

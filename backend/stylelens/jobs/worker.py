@@ -43,7 +43,7 @@ from stylelens.api.protocol import (
     Started,
 )
 from stylelens.errors import StyleLensError
-from stylelens.jobs.runtime import Image8, Inversion, JobError, ModelRuntime
+from stylelens.jobs.runtime import Image8, Inversion, JobError, Runtimes
 
 log = logging.getLogger("stylelens.worker")
 
@@ -72,14 +72,14 @@ class Job:
 class Worker:
     def __init__(
         self,
-        runtime: ModelRuntime,
+        runtimes: Runtimes,
         emit: Emit,
         *,
         queue_max: int = 64,
         preview_interval_s: float = 0.1,
         progress_interval_s: float = 0.1,
     ) -> None:
-        self.runtime = runtime
+        self.runtimes = runtimes
         self._emit = emit
         self.queue_max = queue_max
         self.preview_interval_s = preview_interval_s
@@ -273,7 +273,7 @@ class Worker:
 
     def _run(self, job: Job) -> bool:
         """Do one unit of ``job``; True if it is an inversion that wants another turn."""
-        rt = self.runtime
+        rt = self.runtimes.for_session(job.session)
         if job.cancel:
             self._emit(job.session, Cancelled(job=job.id, step=job.step))
             return False
@@ -307,7 +307,7 @@ class Worker:
         return self._invert_turn(job)
 
     def _invert_turn(self, job: Job) -> bool:
-        rt = self.runtime
+        rt = self.runtimes.for_session(job.session)
         if job.inversion is None:
             engine, steps, upload = job.params
             job.inversion = rt.start_inversion(
