@@ -63,5 +63,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
         port=settings.port,
         ws_per_message_deflate=False,  # JPEG frames do not compress; deflate costs memory
         timeout_graceful_shutdown=5,  # open websockets would otherwise block shutdown
+        ws_max_size=1 << 20,  # client messages are small JSON; refuse anything near 16 MiB
         log_level="info",
     )
