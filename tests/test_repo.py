@@ -16,7 +16,7 @@ def test_readme_opens_with_run_and_test_commands():
     run, test = readme_commands()[:2]
     setup = "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && "
     assert run.startswith(setup) and test.startswith(setup)
-    assert "stylelens render" in run
+    assert run.endswith("pip install -e . && stylelens serve")  # the app, on the embedded model
     assert "pytest" in test and "ruff check" in test
 
 
