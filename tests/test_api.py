@@ -3,6 +3,7 @@ direction, real inversions on the CPU."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import shutil
@@ -464,3 +465,16 @@ def test_frontend_decoder_reads_the_server_header(tmp_path: Path) -> None:
         "mime": "image/jpeg",
         "blob": list(b"\xff\xd8jpeg"),
     }
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("mediapipe") is None or importlib.util.find_spec("skimage") is None,
+    reason="needs the 'align' extra and scikit-image (both in the dev extra)",
+)
+def test_upload_of_a_photo_is_face_aligned(client: TestClient) -> None:
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buf, "JPEG", quality=92)
+    body = upload(client, new_session(client), buf.getvalue()).json()
+    assert body["aligned"] is True and body["faces"] == 1, body
