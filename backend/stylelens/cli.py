@@ -14,6 +14,7 @@ from pathlib import Path
 
 from stylelens import __version__
 from stylelens.api.cli import register as register_serve
+from stylelens.cli_args import add_model, add_models_dir
 from stylelens.data.align_cli import register as register_align
 from stylelens.directions.cli import register as register_directions
 from stylelens.errors import StyleLensError
@@ -29,12 +30,7 @@ class UsageError(StyleLensError):
 
 
 def _add_model_args(p: argparse.ArgumentParser, settings: Settings) -> None:
-    p.add_argument(
-        "--models-dir",
-        type=Path,
-        default=settings.models_dir,
-        help="one folder per model (default: %(default)s, env STYLELENS_MODELS_DIR)",
-    )
+    add_models_dir(p, settings)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
@@ -46,9 +42,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="render images from seeds")
     _add_model_args(p, settings)
-    p.add_argument(
-        "--model", default=settings.default_model, help="model id (default: %(default)s)"
-    )
+    add_model(p, settings)
     p.add_argument(
         "--seeds", default="0-7", help="seeds, e.g. 0-7 or 1,5,9-11 (default: %(default)s)"
     )
@@ -129,9 +123,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "eval-model", help="FAD and attribute coverage of a model against held-out SynthFaces"
     )
     _add_model_args(p, settings)
-    p.add_argument(
-        "--model", default=settings.default_model, help="model id (default: %(default)s)"
-    )
+    add_model(p, settings)
     p.add_argument(
         "--attributes",
         default="attributes-synthfaces",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from stylelens.cli_args import add_model, add_models_dir
 from stylelens.errors import StyleLensError
 from stylelens.settings import Settings
 
@@ -16,15 +17,8 @@ def register(subparsers: Any, settings: Settings) -> None:
     p = subparsers.add_parser("serve", help="run the web app (http://127.0.0.1:8000 by default)")
     p.add_argument("--host", default=settings.host, help="bind address (default: %(default)s)")
     p.add_argument("--port", type=int, default=settings.port, help="port (default: %(default)s)")
-    p.add_argument(
-        "--models-dir",
-        type=Path,
-        default=settings.models_dir,
-        help="one folder per model (default: %(default)s, env STYLELENS_MODELS_DIR)",
-    )
-    p.add_argument(
-        "--model", default=settings.default_model, help="model id (default: %(default)s)"
-    )
+    add_models_dir(p, settings)
+    add_model(p, settings)
     p.add_argument(
         "--data-dir",
         type=Path,

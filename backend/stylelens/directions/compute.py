@@ -301,8 +301,8 @@ def _tune(
     all layers."""
     vectors = {"none": normal, "boundaries": condition(normal, others)}
     trials: list[tuple[Direction, EditEffect]] = []
-    if measured is not None:
-        d = _direction(name, measured, "all", w, 1.0, provenance, conditioned="measured")
+
+    def trial(d: Direction) -> None:
         effect = measure_edit(
             G,
             net,
@@ -316,6 +316,10 @@ def _tune(
             precision=config.precision,
         )
         trials.append((d, effect))
+
+    if measured is not None:
+        d = _direction(name, measured, "all", w, 1.0, provenance, conditioned="measured")
+        trial(d)
     for layers in config.layer_candidates:
         try:
             layer_indices(layers, G.num_ws)
@@ -323,19 +327,7 @@ def _tune(
             continue
         for conditioned, v in vectors.items():
             d = _direction(name, v, layers, w, 1.0, provenance, conditioned=conditioned)
-            effect = measure_edit(
-                G,
-                net,
-                tune_ws,
-                tune_base,
-                d,
-                1.0,
-                names=names,
-                target=name,
-                batch=config.batch,
-                precision=config.precision,
-            )
-            trials.append((d, effect))
+            trial(d)
     strongest = max(abs(e.own()) for _, e in trials)
     eligible = [(d, e) for d, e in trials if e.own() >= config.min_own * strongest and e.own() > 0]
     d, e = max(eligible or trials, key=lambda t: t[1].selectivity())

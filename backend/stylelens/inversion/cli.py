@@ -9,20 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stylelens.cli_args import add_model, add_models_dir
 from stylelens.errors import StyleLensError
 from stylelens.settings import Settings
 
 
 def _model_args(p: argparse.ArgumentParser, settings: Settings) -> None:
-    p.add_argument(
-        "--models-dir",
-        type=Path,
-        default=settings.models_dir,
-        help="one folder per model (default: %(default)s, env STYLELENS_MODELS_DIR)",
-    )
-    p.add_argument(
-        "--model", default=settings.default_model, help="model id (default: %(default)s)"
-    )
+    add_models_dir(p, settings)
+    add_model(p, settings)
     p.add_argument(
         "--device", default=settings.device, help="auto, cpu, cuda, cuda:N (default: %(default)s)"
     )
