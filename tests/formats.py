@@ -413,3 +413,42 @@ def write_lpips_vgg16(path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path))
     return path
+
+
+def write_torchvision_vgg16(path: Path, seed: int = 0) -> Path:
+    """``vgg16-397923af.pth`` as torchvision publishes it: a legacy (non-zip) ``torch.save`` of
+    the whole VGG16 state dict, ``features.*`` plus the ``classifier.*`` layers LPIPS ignores
+    (made small here: the real classifier is 25088 -> 4096 -> 4096 -> 1000)."""
+    from safetensors.torch import load_file
+
+    tmp = write_lpips_vgg16(path.with_suffix(".tmp.safetensors"), seed)
+    state = OrderedDict((k, v) for k, v in load_file(str(tmp)).items() if k.startswith("features"))
+    tmp.unlink()
+    g = torch.Generator().manual_seed(seed + 1)
+    for idx, (n_in, n_out) in {0: (512 * 7 * 7 // 64, 16), 3: (16, 16), 6: (16, 10)}.items():
+        state[f"classifier.{idx}.weight"] = torch.randn(n_out, n_in, generator=g) * 0.01
+        state[f"classifier.{idx}.bias"] = torch.zeros(n_out)
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    return path
+
+
+def write_lpips_heads(path: Path, seed: int = 0) -> Path:
+    """LPIPS's ``weights/v0.1/vgg.pth``: a legacy ``torch.save`` of five [1, C, 1, 1] heads."""
+    from stylelens.losses.lpips import expected_shapes
+
+    g = torch.Generator().manual_seed(seed + 2)
+    state = OrderedDict(
+        (k, torch.rand(shape, generator=g) * 0.1)
+        for k, shape in expected_shapes().items()
+        if k.startswith("lin")
+    )
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    return path
+
+
+def write_e4e_direction(path: Path, shape: tuple[int, ...], seed: int = 0) -> Path:
+    """An e4e ``editings/interfacegan_directions/*.pt``: ``torch.save`` (zip) of one tensor,
+    [1, w_dim] (age, smile) or [1, num_ws, w_dim] (pose), each row of unit norm."""
+    v = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    torch.save(v / v.norm(dim=-1, keepdim=True), path)
+    return path

@@ -18,6 +18,7 @@ from stylelens.cli_args import add_model, add_models_dir
 from stylelens.data.align_cli import register as register_align
 from stylelens.directions.cli import register as register_directions
 from stylelens.errors import StyleLensError
+from stylelens.fetch.cli import register as register_fetch
 from stylelens.inversion.cli import register as register_inversion
 from stylelens.settings import Settings
 from stylelens.training.cli import register as register_training
@@ -149,6 +150,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     register_directions(sub, settings)  # directions compute|import|list|sheet, edit
     register_inversion(sub, settings)  # invert, fit-preview-heads
     register_serve(sub, settings)  # serve
+    register_fetch(sub, settings)  # fetch
 
     p = sub.add_parser("models", help="list the models in the models directory")
     _add_model_args(p, settings)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -100,37 +99,18 @@ def _writable(directory: Path) -> None:
 
 
 def cmd_fit_preview_heads(args: argparse.Namespace) -> None:
-
-    from stylelens.checkpoints.preview_heads import save_preview_heads
-    from stylelens.evaluation.preview_heads import evaluate_preview_heads, raw_is_better
-    from stylelens.networks.preview import FitConfig, PreviewHeads, fit_preview_heads
-    from stylelens.training.state import describe_hardware
+    from stylelens.checkpoints.preview_heads import fit_and_save_preview_heads
+    from stylelens.networks.preview import FitConfig
 
     if args.steps < 1 or args.batch < 1 or args.eval_samples < 1:
         raise StyleLensError("--steps, --batch and --eval-samples must be at least 1")
-    G, card, model_dir, device = _load(args)
+    G, card, model_dir, _ = _load(args)
     if len(G.synthesis.block_resolutions) < 3:
         raise StyleLensError(f"model {card.id!r} has no intermediate resolutions to preview")
     config = FitConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
-    heads = PreviewHeads(G).to(device)
-    t0 = time.perf_counter()
-    losses = fit_preview_heads(G, heads, config, progress=True)
-    seconds = time.perf_counter() - t0
-    table = evaluate_preview_heads(G, heads, samples=args.eval_samples)
-    heads.raw_resolutions = raw_is_better(table)
-    fit = {
-        "steps": config.steps,
-        "batch": config.batch,
-        "lr": config.lr,
-        "psi_range": list(config.psi_range),
-        "seed": config.seed,
-        "loss_first": round(losses[0], 5),
-        "loss_last": round(sum(losses[-20:]) / len(losses[-20:]), 5),
-        "seconds": round(seconds, 1),
-        "hardware": describe_hardware(device),
-        "psnr_db": {str(r): {k: round(v, 2) for k, v in row.items()} for r, row in table.items()},
-    }
-    path = save_preview_heads(model_dir, heads, fit)
+    path, heads, table, seconds = fit_and_save_preview_heads(
+        G, model_dir, config, eval_samples=args.eval_samples
+    )
     print(f"wrote {path} ({seconds:.0f} s)")
     if heads.raw_resolutions:
         print(f"the skip image beats the fitted head at {heads.raw_resolutions}: used there")
