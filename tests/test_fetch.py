@@ -438,3 +438,13 @@ def test_cli_list_uses_the_shipped_registry(capsys, tmp_path):
     assert main(["fetch", "--list", "--models-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "ffhq-1024" in out and "lpips-vgg16" in out
+
+
+def test_installed_files_are_readable_by_other_users(server, fixture_files, tmp_path):
+    """The Docker image serves models/ as a non-root user; files must not be 0600."""
+    base, served = server
+    served.files.update(fixture_files)
+    target = fetch(make_registry(base, fixture_files), "tiny-ffhq", _options(tmp_path), log=_quiet)
+    for path in [*target.glob("*"), *(target / "directions").glob("*")]:
+        if path.is_file():
+            assert path.stat().st_mode & 0o044 == 0o044, path

@@ -181,6 +181,8 @@ def save_model(
     save_file(_contiguous(generator), str(model_dir / GENERATOR_FILE), metadata=meta)
     if discriminator is not None:
         save_file(_contiguous(discriminator), str(model_dir / DISCRIMINATOR_FILE), metadata=meta)
+    for path in model_dir.glob("*.safetensors"):
+        path.chmod(0o644)  # safetensors writes 0600; a server running as another user reads these
     save_card(model_dir, card)
     return model_dir
 

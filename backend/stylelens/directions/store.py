@@ -80,6 +80,7 @@ def save_directions(
         path = folder / f"{d.name}.safetensors"
         tmp = path.with_name(f".{path.name}.tmp")
         save_file({"vector": d.vector.detach().float().cpu().contiguous()}, str(tmp))
+        tmp.chmod(0o644)  # safetensors writes 0600; the server may run as another user
         os.replace(tmp, path)
         written.append(path)
         entries[d.name] = {

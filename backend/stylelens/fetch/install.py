@@ -257,6 +257,7 @@ def _install_lpips(name: str, entry: Entry, options: FetchOptions, log: Log) -> 
     stage = _staging(options, LPIPS_DIR) / LPIPS_DIR
     stage.mkdir()
     save_file({k: v.float().contiguous() for k, v in state.items()}, str(stage / LPIPS_FILE))
+    (stage / LPIPS_FILE).chmod(0o644)  # safetensors writes 0600
     read_weights(stage / LPIPS_FILE)
     card = {
         "kind": "lpips",
