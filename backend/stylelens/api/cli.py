@@ -37,7 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from stylelens.api.app import create_app
 
     base: Settings = args.settings
-    if args.host not in LOOPBACK and not base.auth_token:
+    if args.host not in LOOPBACK and not base.auth_token and not base.in_container:
         raise StyleLensError(
             f"--host {args.host} exposes the app to the network: set STYLELENS_AUTH_TOKEN first"
         )
