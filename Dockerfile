@@ -14,12 +14,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# hadolint ignore=DL3008
-RUN if ! command -v python3 >/dev/null; then \
-        apt-get update \
-        && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
-        && rm -rf /var/lib/apt/lists/*; \
-    fi \
+# libgl1 and libglib2.0-0: OpenCV, which MediaPipe's face alignment imports, needs them.
+# Unpinned apt packages (DL3008): pins break on Debian point releases. $packages splits on purpose.
+# hadolint ignore=DL3008,SC2086
+RUN packages="libgl1 libglib2.0-0"; \
+    command -v python3 >/dev/null || packages="$packages python3 python3-venv ca-certificates"; \
+    apt-get update \
+    && apt-get install -y --no-install-recommends $packages \
+    && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
