@@ -107,8 +107,9 @@ def cmd_fetch(args: argparse.Namespace) -> None:
         if args.name is None and not args.list:
             print("give a NAME to fetch; the registry has:", file=sys.stderr)
         for name, entry in registry.entries.items():
-            size = sum(f.size or f.approx_size or 0 for f in entry.files) / 1e6
-            print(f"{name:<14} {entry.kind:<11} {size:>8.0f} MB  {entry.title}")
+            size = entry.total_size()
+            shown = f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+            print(f"{name:<14} {entry.kind:<11} {shown:>8}  {entry.title}")
         if args.name is None and not args.list:
             raise FetchError("nothing fetched: give a NAME")
         return
