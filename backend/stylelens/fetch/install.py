@@ -145,11 +145,12 @@ def _install_generator(
     extra = dict(card.model_extra or {})
     extra["fetched"] = {"entry": name, "url": remote.url, "at": now_iso()}
     save_card(staged, card.model_copy(update=extra))
-    _add_sefa(staged, options, log)
+    G = _load(staged, options)
+    _add_sefa(G, staged, options, log)
     for other in entry.directions:
         _install_directions(other, registry.entries[other], staged, options, log)
     if options.preview_heads is not None:
-        _fit_heads(staged, options, log)
+        _fit_heads(G, staged, options, log)
     _commit(staged, target)
     _cleanup([got], options)
     log(f"installed {name} in {target}")
@@ -164,23 +165,21 @@ def _load(model_dir: Path, options: FetchOptions) -> Generator:
     return G
 
 
-def _add_sefa(model_dir: Path, options: FetchOptions, log: Log) -> None:
+def _add_sefa(G: Generator, model_dir: Path, options: FetchOptions, log: Log) -> None:
     from stylelens.directions.compute import compute_sefa
     from stylelens.directions.store import save_directions
 
     if options.sefa_top <= 0:
         return
-    G = _load(model_dir, options)
     top = min(options.sefa_top, G.w_dim)
     save_directions(model_dir, compute_sefa(G, layers="all", top=top), overwrite=True)
     log(f"computed {top} SeFa directions (sefa-all-00 ...)")
 
 
-def _fit_heads(model_dir: Path, options: FetchOptions, log: Log) -> None:
+def _fit_heads(G: Generator, model_dir: Path, options: FetchOptions, log: Log) -> None:
     from stylelens.checkpoints.preview_heads import fit_and_save_preview_heads
 
     assert options.preview_heads is not None
-    G = _load(model_dir, options)
     if len(G.synthesis.block_resolutions) < 3:
         log("no intermediate resolutions: no preview heads to fit")
         return
