@@ -133,3 +133,37 @@ def test_errors_become_events_and_the_worker_lives_on(
     codes = [e.code for _, e in rec.items if isinstance(e, Error)]
     assert codes == ["oom", "internal"]
     assert w.alive is False  # stopped by us, not by the errors
+
+
+def test_a_loader_runs_on_the_worker_thread(runtime: ModelRuntime) -> None:
+    """The models are loaded (and warmed up) by the thread that will run them."""
+    seen: list[threading.Thread] = []
+
+    def load() -> Runtimes:
+        seen.append(threading.current_thread())
+        return Runtimes([runtime], runtime.storage)
+
+    rec = Recorder()
+    w = Worker(load, rec)
+    assert not w.ready.done()
+    w.start()
+    try:
+        assert w.ready.result(timeout=30) is w.runtimes
+        assert seen == [w._thread]
+        sid = runtime.storage.new_session()
+        w.submit_random(sid, 3)
+        rec.wait(lambda items: len(dones(items)) == 1)
+    finally:
+        w.stop()
+
+
+def test_a_failing_loader_surfaces_through_ready() -> None:
+    def load() -> Runtimes:
+        raise ValueError("no such model (injected)")
+
+    w = Worker(load, Recorder())
+    w.start()
+    with pytest.raises(ValueError, match="injected"):
+        w.ready.result(timeout=30)
+    w._thread.join(5)
+    assert not w.alive

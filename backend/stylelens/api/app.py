@@ -52,17 +52,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     expired = await asyncio.to_thread(storage.expire, settings.session_ttl_hours * 3600)
     if expired:
         log.info("removed %d expired sessions", len(expired))
-    runtimes = await asyncio.to_thread(Runtimes.load, settings, storage)
-    for rt in runtimes.by_id.values():
-        await asyncio.to_thread(rt.warm_up)
+
+    def load() -> Runtimes:  # on the worker's thread: the only thread that runs the model
+        runtimes = Runtimes.load(settings, storage)
+        for rt in runtimes.by_id.values():
+            rt.warm_up()
+        return runtimes
+
     hub = Hub(asyncio.get_running_loop(), settings.preview_interval_ms / 1000)
     worker = Worker(
-        runtimes,
+        load,
         hub.publish,
         queue_max=settings.queue_max,
         preview_interval_s=settings.preview_interval_ms / 1000,
     )
     worker.start()
+    runtimes = await asyncio.wrap_future(worker.ready)
     app.state.storage, app.state.runtimes, app.state.hub, app.state.worker = (
         storage,
         runtimes,

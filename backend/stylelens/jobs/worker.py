@@ -13,6 +13,12 @@ At most ``queue_max`` jobs wait at once; beyond that a submit raises :class:`Bus
 outcome (queued, started, progress, frames, done, cancelled, error) goes out through
 ``emit(session, event_or_frame)``, which must be thread-safe; an exception inside a job becomes
 an error event and the worker moves on to the next job.
+
+The worker's thread is the only thread that runs the model, loading and warm-up included
+(pass a loader instead of loaded :class:`Runtimes`): PyTorch's OpenMP thread pool belongs to
+the thread that first runs parallel work, and a second thread running the model gets a second
+pool competing for the same cores (measured on a 2-core CPU: an inversion step took 1.5x as
+long in a thread other than the one that loaded and warmed up the model).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,14 +79,20 @@ class Job:
 class Worker:
     def __init__(
         self,
-        runtimes: Runtimes,
+        runtimes: Runtimes | Callable[[], Runtimes],
         emit: Emit,
         *,
         queue_max: int = 64,
         preview_interval_s: float = 0.1,
         progress_interval_s: float = 0.1,
     ) -> None:
-        self.runtimes = runtimes
+        # Loaded models, or a loader the worker thread calls first; ``ready`` resolves to the
+        # loaded models (or the loader's exception).
+        self._load = runtimes
+        self.ready: Future[Runtimes] = Future()
+        if isinstance(runtimes, Runtimes):
+            self.runtimes = runtimes
+            self.ready.set_result(runtimes)
         self._emit = emit
         self.queue_max = queue_max
         self.preview_interval_s = preview_interval_s
@@ -224,6 +237,14 @@ class Worker:
             return None
 
     def _loop(self) -> None:
+        if not self.ready.done():
+            assert not isinstance(self._load, Runtimes)
+            try:
+                self.runtimes = self._load()
+            except BaseException as e:
+                self.ready.set_exception(e)
+                return
+            self.ready.set_result(self.runtimes)
         while (job := self._next()) is not None:
             requeue = False
             try:
@@ -333,7 +354,10 @@ class Worker:
                         elapsed=report.elapsed,
                     ),
                 )
-            if last or now - job.last_frame >= self.preview_interval_s:
+            # Half the interval here: the hub enforces the interval itself (latest frame
+            # wins), and gating on the full interval would drop every other frame of steps
+            # that take just under it (98 ms steps would stream at 5 frames/s, not 10).
+            if last or now - job.last_frame >= self.preview_interval_s / 2:
                 job.last_frame = now
                 self._emit(
                     job.session, self._frame(job, "inversion", rt.encode_preview(report.preview))
