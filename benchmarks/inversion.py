@@ -163,7 +163,7 @@ def main() -> None:
     ap.add_argument("--targets-model", type=int, default=8)
     ap.add_argument("--targets-real", type=int, default=8)
     ap.add_argument("--baseline-steps", type=int, default=200)
-    ap.add_argument("--progressive-steps", type=int, default=300)
+    ap.add_argument("--progressive-steps", type=int, default=200)
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--ffhq-shape", action="store_true", help="only the FFHQ-1024 step times")
     ap.add_argument("--ffhq-repeats", type=int, default=3)

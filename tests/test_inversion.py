@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -192,7 +193,9 @@ def test_invert_command_writes_everything(tiny_with_heads: Path, tmp_path: Path,
     assert latent.ws.shape == (1, 8, 32) and latent.model == "tiny-nvidia"  # the card id
     assert Image.open(out / "reconstruction.png").size == (32, 32)
     assert Image.open(out / "steps.png").size == (32 * 4, 32)
-    assert Image.open(out / "steps.webp").n_frames == 4
+    # the WebP encoder merges identical consecutive frames (a rejected L-BFGS trial shows the
+    # last accepted preview again)
+    assert 2 <= Image.open(out / "steps.webp").n_frames <= 4
     summary = json.loads((out / "result.json").read_text())
     assert summary["engine"] == ("adam" if engine == "projector" else engine)
     assert summary["perceptual"] == "d-features" and summary["steps"] == 6
@@ -242,7 +245,9 @@ def test_ws_above_a_coarse_stage_follow_its_last_w(setup) -> None:
     ws = engine.current_ws(state)
     assert all(torch.equal(ws[0, i], ws[0, 3]) for i in range(4, G.num_ws))
     assert not torch.equal(ws[0, 3], G.mapping.w_avg)
-    engine.step(state)  # the full-resolution stage starts from the tied latent, then moves
+    engine.step(state)  # the full-resolution stage starts from the tied latent (L-BFGS
+    assert torch.equal(engine.current_ws(state)[0, 7], ws[0, 3])  # evaluates it first)
+    engine.step(state)  # then moves
     assert not torch.equal(engine.current_ws(state)[0, 7], ws[0, 3])
 
 
@@ -256,3 +261,30 @@ def test_invert_crop_modes(tiny_with_heads: Path, tmp_path: Path, capsys) -> Non
     assert "centre crop (" in capsys.readouterr().out
     assert main([*base, "--crop", "align"]) == 2  # extra missing, or no face: a clear error
     assert __import__("re").search("align' extra|no face", capsys.readouterr().err, flags=2)
+
+
+def test_progressive_lbfgs_reports_the_accepted_point(setup) -> None:
+    """With L-BFGS a rejected trial is not shown: loss and preview are the last accepted."""
+    G, heads, target = setup
+    engine = ProgressiveEngine(G, heads=heads, perceptual=None)
+    state = engine.start(target, ProgressiveConfig(steps=30, schedule=((32, 1),), lr=0.5))
+    reports = [engine.step(state) for _ in range(30)]
+    totals = [r.losses["total"] for r in reports]
+    assert all(b <= a for a, b in itertools.pairwise(totals))
+    assert state.lbfgs is not None and state.lbfgs.rejected_total > 0  # lr 0.5 overshoots
+    rejected = [i for i in range(1, 30) if totals[i] == totals[i - 1]]
+    assert rejected
+    assert all(torch.equal(reports[i].preview, reports[i - 1].preview) for i in rejected)
+    assert totals[-1] < 0.5 * totals[0]
+
+
+def test_progressive_adam_option_still_converges(setup) -> None:
+    G, heads, target = setup
+    engine = ProgressiveEngine(G, heads=heads, perceptual=None)
+    cfg = ProgressiveConfig(steps=20, schedule=((32, 1),), optimizer="adam", lr=0.05)
+    result = run(engine, target, cfg)
+    start = run(engine, target, ProgressiveConfig(steps=1, schedule=((32, 1),))).metrics
+    assert result.config["optimizer"] == "adam"
+    assert result.metrics["psnr"] > start["psnr"] + 1
+    with pytest.raises(ValueError, match="optimizer"):
+        ProgressiveConfig(optimizer="sgd")  # type: ignore[arg-type]
