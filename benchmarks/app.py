@@ -237,7 +237,7 @@ def reading(r: dict[str, Any]) -> str:
     one, conc = r["one"], r["concurrent"]
     return (
         "Reading: an engine step gives at most one frame, so the frame rate is the engine's "
-        f"step rate ({one['fps']:.1f} steps/s on one thread; the 100 ms preview cap would allow "
+        f"step rate ({one['fps']:.1f} frames/s; the 100 ms preview cap would allow "
         f"10/s). The {len(conc)} sessions share the one worker fairly: "
         f"{sum(c['fps'] for c in conc):.1f} frames/s in all, every session keeps receiving "
         "previews, its gap being one step of each other session."
