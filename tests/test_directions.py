@@ -400,14 +400,6 @@ def test_directions_cli_end_to_end(model: Path, tmp_path: Path, capsys) -> None:
         "float32",
     ]
     assert main(argv) == 0
-    opt = ["directions", "compute", *m, "--method", "optimized", "--attributes", "yaw",
-           "--opt-steps", "3", "--opt-batch", "2", "--tune-faces", "4",
-           "--attribute-model", "attrs"]  # fmt: skip
-    assert main(opt) == 0
-    err = capsys.readouterr().err
-    assert "yaw: optimised selectivity" in err
-    assert main([*opt[:9], "nose", *opt[10:]]) == 2  # nothing stored to start from
-    assert "no stored direction named ['nose']" in capsys.readouterr().err
     np.save(tmp_path / "b.npy", np.ones((1, W_DIM), dtype=np.float32))
     assert main(["directions", "import", str(tmp_path / "b.npy"), *m, "--name", "ext"]) == 0
     capsys.readouterr()
@@ -552,27 +544,3 @@ def test_the_embedded_model_ships_its_directions() -> None:
         assert directions[name].provenance["held_out"]
     size = sum(p.stat().st_size for p in (model_dir / "directions").iterdir())
     assert size < 500_000
-
-
-def test_optimized_direction_improves_its_objective_on_unseen_faces(G: Generator) -> None:
-    from stylelens.directions.optimize import OptimizeConfig, edit_objective, optimize_direction
-
-    torch.manual_seed(2)
-    net = AttributeNet(TINY_NET).eval()
-    start = _direction("smile", seed=4)
-    config = OptimizeConfig(steps=40, batch=8, lr=0.1)
-    vector, r, history = optimize_direction(G, net, start, "smile", config=config)
-    assert vector.shape == (NUM_WS, W_DIM) and len(history) == 40
-    assert r == pytest.approx(
-        float(start.delta(start.step, NUM_WS).norm(dim=1).square().mean().sqrt())
-    )
-    assert float(vector.norm(dim=1).square().mean().sqrt()) == pytest.approx(1.0, rel=1e-5)
-    unseen = _ws(32, seed=99)  # faces the optimisation never rendered
-    with torch.no_grad():
-        before, _, _ = edit_objective(
-            G, net, unseen, start.delta(start.step, NUM_WS), "smile", config
-        )
-        after, _, _ = edit_objective(G, net, unseen, r * vector, "smile", config)
-    assert float(after) < float(before)
-    with pytest.raises(ValueError, match="unknown attribute"):
-        optimize_direction(G, net, start, "nose", config=config)

@@ -36,36 +36,16 @@ def register(subparsers: Any, settings: Settings) -> None:
     sub = top.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     p = sub.add_parser(
-        "compute",
-        help="compute directions from the model (SeFa, GANSpace, InterFaceGAN, optimized)",
+        "compute", help="compute directions from the model (SeFa, GANSpace, InterFaceGAN)"
     )
     _common(p, settings)
-    p.add_argument(
-        "--method",
-        required=True,
-        choices=["sefa", "ganspace", "interfacegan", "optimized"],
-        help="optimized: refine the stored directions named by --attributes through the "
-        "generator and the attribute network; a result replaces its start only if it is more "
-        "selective on the tuning faces",
-    )
+    p.add_argument("--method", required=True, choices=["sefa", "ganspace", "interfacegan"])
     p.add_argument(
         "--layers", default="all", help="coarse, middle, fine, all or ws indices (sefa, ganspace)"
     )
     p.add_argument("--top", type=int, default=10, help="components (sefa, ganspace; default 10)")
     p.add_argument(
-        "--attributes",
-        default=None,
-        help="interfacegan, optimized: comma-separated attributes (default: all; optimized: "
-        "every stored interfacegan direction)",
-    )
-    p.add_argument(
-        "--opt-steps",
-        type=int,
-        default=120,
-        help="optimized: optimisation steps, each on a new batch of faces (default: %(default)s)",
-    )
-    p.add_argument(
-        "--opt-batch", type=int, default=8, help="optimized: faces per step (default: %(default)s)"
+        "--attributes", default=None, help="interfacegan: comma-separated attributes (default: all)"
     )
     p.add_argument(
         "--n",
@@ -220,9 +200,6 @@ def cmd_compute(args: argparse.Namespace) -> None:
         directions = compute_sefa(G, layers=args.layers, top=args.top)
     elif args.method == "ganspace":
         directions = compute_ganspace(G, layers=args.layers, top=args.top, n=args.n or 10_000)
-    elif args.method == "optimized":
-        directions = _compute_optimized(args, G, model_dir)
-        args.overwrite = True  # an optimised direction replaces the one it started from
     else:
         net, _ = _load_attribute_net(args)
         attrs = args.attributes.split(",") if args.attributes else None
@@ -251,48 +228,6 @@ def cmd_compute(args: argparse.Namespace) -> None:
     )
     for d in directions:
         print(f"  {_summary(d)}")
-
-
-def _compute_optimized(args: argparse.Namespace, G, model_dir: Path) -> list[Direction]:
-    """Optimise stored directions; keep each result only where it beats its start."""
-    from stylelens.directions.optimize import OptimizeConfig, compute_optimized
-    from stylelens.directions.store import load_directions
-
-    stored = {d.name: d for d in load_directions(model_dir)}
-    if args.attributes:
-        names = args.attributes.split(",")
-        missing = [n for n in names if n not in stored]
-        if missing:
-            raise DirectionError(
-                f"no stored direction named {missing} to start from; compute them with "
-                "--method interfacegan first"
-            )
-    else:
-        names = [n for n, d in stored.items() if d.method == "interfacegan"]
-        if not names:
-            raise DirectionError("no interfacegan directions to start from")
-    net, _ = _load_attribute_net(args)
-    try:
-        config = OptimizeConfig(
-            steps=args.opt_steps, batch=args.opt_batch, tune_faces=args.tune_faces
-        )
-        results = compute_optimized(
-            G, net, [stored[n] for n in names], config=config,
-            log=lambda s: print(s, file=sys.stderr),
-        )  # fmt: skip
-    except ValueError as exc:
-        raise DirectionError(str(exc)) from exc
-    kept = []
-    for direction, effect, before in results:
-        if effect.selectivity() > before.selectivity():
-            kept.append(direction)
-        else:
-            print(
-                f"{direction.name}: kept the stored direction (selectivity "
-                f"{before.selectivity():.1f} >= optimised {effect.selectivity():.1f})",
-                file=sys.stderr,
-            )
-    return kept
 
 
 def _summary(d: Direction) -> str:

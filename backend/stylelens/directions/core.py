@@ -31,8 +31,8 @@ LAYER_RANGES: dict[str, tuple[int, int | None]] = {  # name -> (lowest, highest)
     "middle": (16, 32),
     "fine": (64, None),
 }
-METHODS = ("sefa", "ganspace", "interfacegan", "optimized", "imported")
-Method = Literal["sefa", "ganspace", "interfacegan", "optimized", "imported"]
+METHODS = ("sefa", "ganspace", "interfacegan", "imported")
+Method = Literal["sefa", "ganspace", "interfacegan", "imported"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
 
@@ -106,7 +106,7 @@ class Direction:
         unit: w distance of one slider unit (std of sampled w along ``vector`` when computed).
         slider: default slider range (low, high) in units.
         step: the default step in units: the edit its measured quality refers to.
-        method: ``sefa``, ``ganspace``, ``interfacegan``, ``optimized`` or ``imported``.
+        method: ``sefa``, ``ganspace``, ``interfacegan`` or ``imported``.
         provenance: JSON-able facts about how it was made (sample size, accuracy, source file).
     """
 
