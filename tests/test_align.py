@@ -279,3 +279,12 @@ def test_cli_aligns_a_photo(astronaut, tmp_path: Path, capsys):
     assert main(["align", str(src), "--res", "64", "--out", str(out)]) == 0
     assert "found 1 face" in capsys.readouterr().out
     assert Image.open(out).size == (64, 64)
+
+
+def test_warm_up_says_whether_alignment_is_available(monkeypatch):
+    import stylelens.data.align as align_mod
+
+    assert align_mod.warm_up() is HAVE_MEDIAPIPE
+    monkeypatch.setitem(sys.modules, "mediapipe.python.solutions", None)
+    monkeypatch.setattr(align_mod, "_default", FaceLandmarker())
+    assert align_mod.warm_up() is False

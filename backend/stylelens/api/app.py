@@ -68,6 +68,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     worker.start()
     runtimes = await asyncio.wrap_future(worker.ready)
+    from stylelens.data.align import warm_up as warm_up_alignment
+
+    await asyncio.to_thread(warm_up_alignment)  # the first upload need not load its models
     app.state.storage, app.state.runtimes, app.state.hub, app.state.worker = (
         storage,
         runtimes,

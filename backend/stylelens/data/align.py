@@ -357,6 +357,18 @@ def default_landmarker() -> FaceLandmarker:
         return _default
 
 
+def warm_up() -> bool:
+    """Load the detector and mesh models now (about a second), so that the first photo does
+    not wait for them; False when the ``align`` extra is not installed."""
+    try:
+        find_landmarks(Image.new("RGB", (64, 64), (128, 128, 128)))
+    except NoFaceFound:
+        pass
+    except AlignUnavailable:
+        return False
+    return True
+
+
 def find_landmarks(
     image: Image.Image, *, landmarker: FaceLandmarker | None = None
 ) -> tuple[FaceLandmarks, int]:
