@@ -18,7 +18,8 @@ the loss and gradient there and decides the point after it.
   along steepest descent.
 
 On the embedded model this reaches the full-resolution error that Adam (lr 0.01) reaches in
-200 steps in about a quarter of Adam's time (docs/performance.md), with the same cost per step.
+200 steps in about a fifth of Adam's time (median 0.21, docs/performance.md), at the same cost
+per step.
 """
 
 from __future__ import annotations
@@ -107,8 +108,8 @@ class StepwiseLBFGS:
             a = float(s @ q) / ys
             coeffs.append(a)
             q.sub_(y, alpha=a)
-        s, y, ys = self.pairs[-1]
-        q.mul_(ys / float(y @ y))
+        _, y_last, ys_last = self.pairs[-1]  # initial inverse Hessian: (s'y / y'y) I
+        q.mul_(ys_last / float(y_last @ y_last))
         for (s, y, ys), a in zip(self.pairs, reversed(coeffs), strict=True):
             b = float(y @ q) / ys
             q.add_(s, alpha=a - b)

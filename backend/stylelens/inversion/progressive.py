@@ -14,7 +14,7 @@ average face's fine styles. A new stage starts its newly active ws from those va
 Each stage minimises its loss with L-BFGS (default; :mod:`stylelens.inversion.lbfgs`, one
 forward and backward pass per step, history reset when the stage changes) or with Adam.
 L-BFGS is what makes the engine fast: on the embedded model it reaches the baseline's error in
-about a quarter of the time where Adam at lr 0.03 needed about half (docs/performance.md).
+0.21x its time (median of 16 targets) where Adam at lr 0.03 needed 0.48x (docs/performance.md).
 
 The preview of every step is the head's image at the current resolution, with a per-target
 AdaIN colour fit (a few Adam steps on the head's per-channel (s, b), on detached features)
