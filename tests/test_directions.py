@@ -30,6 +30,7 @@ from stylelens.directions import (
 )
 from stylelens.directions.cli import parse_dir_spec
 from stylelens.directions.ganspace import pca
+from stylelens.directions.gradients import mean_score_gradients, range_gradients
 from stylelens.directions.interfacegan import condition, fit_boundary
 from stylelens.directions.measure import attribute_scores, measure_edit, score_names
 from stylelens.directions.sefa import affine_ws_index, modulation_weights, sefa
@@ -40,7 +41,8 @@ from stylelens.networks.stylegan2 import Generator
 from tests.formats import TINY_G, random_state
 
 NUM_WS, W_DIM = TINY_G.num_ws, TINY_G.w_dim  # 8, 32
-TINY_NET = AttributeNetConfig(resolution=32, widths=(8, 16), feature_dim=16)
+# Wide enough that the 15 scores' gradients in W are independent (conditioning needs that).
+TINY_NET = AttributeNetConfig(resolution=32, widths=(8, 64), feature_dim=64)
 
 
 @pytest.fixture(scope="module")
@@ -338,6 +340,39 @@ def test_measuring_a_zero_step_changes_nothing(G: Generator) -> None:
     assert max(abs(v) for v in moved.mean.values()) > 1e-4
 
 
+def test_mean_gradients_predict_a_small_edit_on_a_layer_range(G: Generator) -> None:
+    """The range gradient is the derivative of the mean scores along a direction applied on
+    that range; conditioning it on the other attributes' leaves their mean scores still."""
+    torch.manual_seed(2)
+    net = AttributeNet(TINY_NET).eval()
+    names = score_names(net)
+    ws = G.mapping(torch.randn(5, TINY_G.z_dim)).detach()
+    grads = mean_score_gradients(G, net, ws, batch=2, precision="float32")
+    assert grads.shape == (len(names), NUM_WS, W_DIM)
+    rg = range_gradients(grads, "coarse")
+    assert rg.shape == (len(names), W_DIM)
+    t = names.index("smile")
+    v = condition(rg[t], torch.cat([rg[:t], rg[t + 1 :]]))
+    d = Direction(name="s", vector=v, layers="coarse", unit=1.0, method="interfacegan")
+    eps = 0.03  # float32 scores: smaller steps drown in rounding, larger ones in curvature
+
+    def mean_scores(amount: float) -> torch.Tensor:
+        with torch.no_grad():
+            return attribute_scores(net, G.synthesis(apply_directions(ws, [(d, amount)])))
+
+    fd = (mean_scores(eps) - mean_scores(-eps)).mean(dim=0).double() / (2 * eps)
+    predicted = rg.double() @ v.double()
+    scale = float(rg[t].norm())
+    others = [i for i in range(len(names)) if i != t]
+    assert float(predicted[t]) > 0.1 * scale and predicted[others].abs().max() < 1e-6 * scale
+    torch.testing.assert_close(fd, predicted, atol=0.1 * float(predicted[t]), rtol=0)
+    assert float(fd[t]) > 5 * float(fd[others].abs().max())
+    plain = rg.double() @ (rg[t] / rg[t].norm()).double()  # unconditioned: moves the others
+    assert plain[others].abs().max() > 0.2 * plain[t]
+    with pytest.raises(ValueError, match="ws"):
+        mean_score_gradients(G, net, ws[0])
+
+
 def test_sheet_has_a_row_per_direction(G: Generator) -> None:
     sheet = render_sheet(
         G, [_direction("a"), _direction("b", seed=3)], seeds=[0, 1], steps=(-1, 0, 1), tile=32
@@ -394,6 +429,8 @@ def test_directions_cli_end_to_end(model: Path, tmp_path: Path, capsys) -> None:
         "60",
         "--tune-faces",
         "4",
+        "--gradient-faces",
+        "6",
         "--attribute-model",
         "attrs",
         "--precision",
@@ -409,7 +446,10 @@ def test_directions_cli_end_to_end(model: Path, tmp_path: Path, capsys) -> None:
     assert {"sefa-all-00", "sefa-all-03", "ganspace-coarse-02", "smile", "yaw", "ext"} <= set(names)
     assert names["smile"]["method"] == "interfacegan"
     assert "r2" in names["smile"]["provenance"]["held_out"]
-    assert names["smile"]["provenance"]["tune_trials"]
+    trials = names["smile"]["provenance"]["tune_trials"]
+    assert {t["conditioned"] for t in trials} == {"none", "boundaries", "gradients"}
+    assert {t["layers"] for t in trials} >= {"all", "coarse", "middle"}
+    assert names["smile"]["provenance"]["gradient_faces"] == 6
     assert names["ganspace-coarse-02"]["layers"] == "coarse"
 
     sheet = tmp_path / "sheet.png"
@@ -509,19 +549,6 @@ def test_cli_user_errors_exit_2(model: Path, tmp_path: Path, capsys) -> None:
     save_latent(mixed, Latent(ws=torch.zeros(1, NUM_WS, W_DIM), metadata={"model": "other"}))
     assert main(["edit", str(good), *m, "--mix", f"{mixed}:middle", "--out", out]) == 2
     assert "made with model 'other'" in capsys.readouterr().err
-
-
-def test_decorrelate_cancels_measured_side_effects() -> None:
-    from stylelens.directions.interfacegan import decorrelate
-
-    gen = torch.Generator().manual_seed(0)
-    r = torch.eye(5) + 0.3 * torch.randn(5, 5, generator=gen)  # entangled responses
-    c = decorrelate(r, 2, l2=1e-6)
-    effect = r.T.double() @ c
-    assert float(effect[2]) == pytest.approx(1.0, abs=1e-3)
-    assert effect[[0, 1, 3, 4]].abs().max() < 1e-3
-    plain = r[2].abs()  # using direction 2 alone leaks into the others
-    assert plain[[0, 1, 3, 4]].max() > 0.1
 
 
 def test_the_embedded_model_ships_its_directions() -> None:

@@ -71,6 +71,13 @@ def register(subparsers: Any, settings: Settings) -> None:
         help="interfacegan: faces per tuning measurement (default: %(default)s)",
     )
     p.add_argument(
+        "--gradient-faces",
+        type=int,
+        default=512,
+        help="interfacegan: faces whose mean attribute gradients give the 'gradients' "
+        "candidates; 0 skips them (default: %(default)s)",
+    )
+    p.add_argument(
         "--attribute-model",
         default="attributes-synthfaces",
         help="attribute network id (default: %(default)s)",
@@ -189,8 +196,15 @@ def cmd_compute(args: argparse.Namespace) -> None:
     from stylelens.directions.core import layer_indices
     from stylelens.directions.store import save_directions
 
-    if args.top < 1 or (args.n is not None and args.n < 10) or args.tune_faces < 2:
-        raise DirectionError("need --top >= 1, --n >= 10 and --tune-faces >= 2")
+    if (
+        args.top < 1
+        or (args.n is not None and args.n < 10)
+        or args.tune_faces < 2
+        or args.gradient_faces < 0
+    ):
+        raise DirectionError(
+            "need --top >= 1, --n >= 10, --tune-faces >= 2 and --gradient-faces >= 0"
+        )
     G, model_dir = _load_model(args)
     layer_indices(args.layers, G.num_ws)
     if args.top > G.w_dim:
@@ -207,6 +221,7 @@ def cmd_compute(args: argparse.Namespace) -> None:
             n=args.n or 3000,
             tune=not args.no_tune,
             tune_faces=args.tune_faces,
+            gradient_faces=args.gradient_faces,
             precision=args.precision,
         )
         try:

@@ -1,15 +1,18 @@
 """Directions computed from a model: SeFa, GANSpace and InterFaceGAN, as stored ``Direction``s.
 
-The maths lives in ``sefa``, ``ganspace`` and ``interfacegan``; this module samples the model,
-labels faces with the attribute network, and for InterFaceGAN picks each direction's layer
-range, conditioning and default step by measuring candidates on held-out faces.
+The maths lives in ``sefa``, ``ganspace``, ``interfacegan`` and ``gradients``; this module
+samples the model, labels faces with the attribute network, and for InterFaceGAN picks each
+direction's vector (boundary normal, conditioned normal or conditioned attribute gradient),
+layer range and default step by measuring candidates on held-out faces.
 
-Seeds: fitting samples use z seeds from ``seed``; tuning faces start at ``TUNE_SEED`` and the
-quality report's faces at ``MEASURE_SEED``, so the three sets never overlap.
+Seeds: fitting samples use z seeds from ``seed`` (the mean gradients are taken on the first
+``gradient_faces`` of them); tuning faces start at ``TUNE_SEED`` and the quality report's
+faces at ``MEASURE_SEED``, so the three sets never overlap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -21,12 +24,11 @@ from safetensors.torch import save_file
 
 from stylelens.directions.core import Direction, DirectionError, layer_indices
 from stylelens.directions.ganspace import pca, sample_w, std_along
+from stylelens.directions.gradients import mean_score_gradients, range_gradients
 from stylelens.directions.interfacegan import (
-    Boundary,
     BoundaryConfig,
     Kind,
     condition,
-    decorrelate,
     fit_boundary,
 )
 from stylelens.directions.measure import (
@@ -98,6 +100,7 @@ class InterFaceGANConfig:
     seed: int = 0
     tune: bool = True  # pick layer range, conditioning and step by measurement
     tune_faces: int = 48
+    gradient_faces: int = 512  # faces whose mean attribute gradients are taken (0: none)
     layer_candidates: tuple[str, ...] = ("all", "coarse", "middle", "fine", "coarse+middle")
     target_change: float = 0.25  # own score change at the default step (fraction of range)
     max_step: float = 3.0  # in units (standard deviations of w along the direction)
@@ -198,23 +201,20 @@ def compute_interfacegan(
         if tune_ws is not None
         else None
     )
-    responses: dict[str, EditEffect] = {}
-    if tune_ws is not None and tune_base is not None:
-        for n, f in fits.items():  # every boundary's measured effect, for decorrelation
-            d = _direction(n, f.normal, "all", w, 1.0, {}, conditioned="none")
-            responses[n] = measure_edit(
-                G,
-                net,
-                tune_ws,
-                tune_base,
-                d,
-                1.0,
-                names=names,
-                target=n,
-                batch=config.batch,
-                precision=config.precision,
-            )
-        log(f"measured {len(fits)} boundary responses on {config.tune_faces} faces")
+    grads = None
+    if tune_ws is not None and config.gradient_faces > 0:
+        t1 = time.perf_counter()
+        grads = mean_score_gradients(
+            G,
+            net,
+            _ws(G, config.gradient_faces, config.seed),
+            batch=config.batch,
+            precision=config.precision,
+        )
+        log(
+            f"mean attribute gradients of {config.gradient_faces} faces in "
+            f"{time.perf_counter() - t1:.0f} s"
+        )
     out = []
     for name in wanted:
         fit = fits[name]
@@ -230,6 +230,8 @@ def compute_interfacegan(
             "labels": "attributes network scores (see docs/directions.md)",
             "precision": config.precision,
         }
+        if grads is not None:
+            provenance["gradient_faces"] = config.gradient_faces
         plain = _direction(name, fit.normal, "all", w, 1.0, provenance, conditioned="none")
         if tune_ws is None or tune_base is None:
             out.append(plain)
@@ -246,7 +248,7 @@ def compute_interfacegan(
             names,
             config,
             provenance,
-            measured=_measured_candidate(name, fits, responses, names, w),
+            grads=grads,
         )
         log(
             f"{name}: layers {best.layers}, conditioned {best.provenance['conditioned']}, "
@@ -293,14 +295,19 @@ def _tune(
     config: InterFaceGANConfig,
     provenance: dict,
     *,
-    measured: torch.Tensor | None = None,
+    grads: torch.Tensor | None = None,
 ) -> Direction:
     """Measure every (layer range, conditioning) candidate at +1 unit; keep the most selective
     among those whose own change is at least ``min_own`` x the strongest's; scale the step so
-    the own change reaches ``target_change``. ``measured``: the decorrelated vector, tried on
-    all layers."""
+    the own change reaches ``target_change``.
+
+    Candidates on each layer range: the boundary normal (``none``), the normal conditioned on
+    the other boundaries (``boundaries``) and, given ``grads`` ([A, num_ws, w_dim] mean score
+    gradients, see ``gradients``), the attribute's range gradient conditioned on every other
+    attribute's (``gradients``)."""
     vectors = {"none": normal, "boundaries": condition(normal, others)}
     trials: list[tuple[Direction, EditEffect]] = []
+    target = names.index(name)
 
     def trial(d: Direction) -> None:
         effect = measure_edit(
@@ -317,15 +324,20 @@ def _tune(
         )
         trials.append((d, effect))
 
-    if measured is not None:
-        d = _direction(name, measured, "all", w, 1.0, provenance, conditioned="measured")
-        trial(d)
     for layers in config.layer_candidates:
         try:
             layer_indices(layers, G.num_ws)
         except DirectionError:  # e.g. no fine layers in a 32 px model
             continue
-        for conditioned, v in vectors.items():
+        candidates = dict(vectors)
+        if grads is not None:
+            rg = range_gradients(grads, layers)  # [A, w_dim]
+            rest = torch.cat([rg[:target], rg[target + 1 :]])
+            if float(rg[target].norm()) > 0:
+                # ValueError: its gradient lies in the span of the others'
+                with contextlib.suppress(ValueError):
+                    candidates["gradients"] = condition(rg[target], rest)
+        for conditioned, v in candidates.items():
             d = _direction(name, v, layers, w, 1.0, provenance, conditioned=conditioned)
             trial(d)
     strongest = max(abs(e.own()) for _, e in trials)
@@ -357,26 +369,6 @@ def _tune(
         {**provenance, **tuned},
         conditioned=str(d.provenance["conditioned"]),
     )
-
-
-def _measured_candidate(
-    name: str,
-    fits: dict[str, Boundary],
-    responses: dict[str, EditEffect],
-    names: list[str],
-    w: torch.Tensor,
-) -> torch.Tensor | None:
-    """Unit vector sum_k c_k unit_k n_k with c from :func:`decorrelate` (None untuned)."""
-    if not responses:
-        return None
-    keys = list(responses)
-    r = torch.tensor([[responses[k].mean[a] for a in names] for k in keys])  # [K, A]
-    c = decorrelate(r, names.index(name))
-    units = std_along(w, torch.stack([fits[k].normal for k in keys])).double()
-    v = torch.zeros(w.shape[1], dtype=torch.float64)
-    for i, k in enumerate(keys):
-        v += c[i] * units[i] * fits[k].normal.double()
-    return (v / v.norm()).float()
 
 
 def config_dict(config: InterFaceGANConfig) -> dict:

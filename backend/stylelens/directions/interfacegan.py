@@ -176,31 +176,3 @@ def condition(normal: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     if float(n.norm()) < 1e-6 * float(normal.double().norm()):
         raise ValueError("the direction lies in the span of the ones to keep fixed")
     return (n / n.norm()).float()
-
-
-def decorrelate(responses: torch.Tensor, target: int, *, l2: float = 0.05) -> torch.Tensor:
-    """Weights c such that responses^T c ~ e_target: a mix of directions whose *measured*
-    effect is the target attribute alone.
-
-    A measured counterpart of conditional manipulation: where the boundaries' normals are
-    not orthogonal in effect (the generator and the labelling network are not linear), the
-    measured response of each direction replaces the linear scores. Ridge least squares:
-    c = argmin ||R^T c - e_t||^2 + lambda ||c||^2, lambda = ``l2`` x the mean squared response
-    norm, which keeps c from amplifying the noise of small responses.
-
-    Args:
-        responses: R [K, A], row k the mean change of every attribute at +1 unit of
-            direction k.
-        target: index of the attribute (column) to keep.
-
-    Returns:
-        c [K] (float64).
-    """
-    if responses.ndim != 2 or not 0 <= target < responses.shape[1]:
-        raise ValueError(f"need responses [K, A] and 0 <= target < A, got {list(responses.shape)}")
-    r = responses.double()
-    e = torch.zeros(r.shape[1], dtype=torch.float64)
-    e[target] = 1.0
-    gram = r @ r.T
-    lam = l2 * float(gram.diagonal().mean())
-    return torch.linalg.solve(gram + lam * torch.eye(len(r), dtype=torch.float64), r @ e)
