@@ -35,6 +35,7 @@ from stylelens.directions.measure import (
     EditEffect,
     binary_attributes,
     measure_edit,
+    render_measures,
     render_scores,
     score_names,
 )
@@ -197,7 +198,7 @@ def compute_interfacegan(
         log(f"{name}: held-out {fits[name].metric} {fits[name].value:.3f}")
     tune_ws = _ws(G, config.tune_faces, TUNE_SEED) if config.tune else None
     tune_base = (
-        render_scores(G, net, tune_ws, batch=config.batch, precision=config.precision)
+        render_measures(G, net, tune_ws, batch=config.batch, precision=config.precision)
         if tune_ws is not None
         else None
     )
@@ -290,7 +291,7 @@ def _tune(
     others: torch.Tensor,
     w: torch.Tensor,
     tune_ws: torch.Tensor,
-    tune_base: torch.Tensor,
+    tune_base: tuple[torch.Tensor, torch.Tensor],
     names: list[str],
     config: InterFaceGANConfig,
     provenance: dict,
@@ -302,9 +303,9 @@ def _tune(
     the own change reaches ``target_change``.
 
     Candidates on each layer range: the boundary normal (``none``), the normal conditioned on
-    the other boundaries (``boundaries``) and, given ``grads`` ([A, num_ws, w_dim] mean score
-    gradients, see ``gradients``), the attribute's range gradient conditioned on every other
-    attribute's (``gradients``)."""
+    the other boundaries (``boundaries``) and, given ``grads`` ([A + 3, num_ws, w_dim] mean
+    gradients of the scores and the clothes colour, see ``gradients``), the attribute's range
+    gradient conditioned on all the others (``gradients``)."""
     vectors = {"none": normal, "boundaries": condition(normal, others)}
     trials: list[tuple[Direction, EditEffect]] = []
     target = names.index(name)
@@ -314,13 +315,14 @@ def _tune(
             G,
             net,
             tune_ws,
-            tune_base,
+            tune_base[0],
             d,
             1.0,
             names=names,
             target=name,
             batch=config.batch,
             precision=config.precision,
+            base_clothes=tune_base[1],
         )
         trials.append((d, effect))
 
@@ -356,6 +358,7 @@ def _tune(
                 "conditioned": t.provenance["conditioned"],
                 "own": round(x.own(), 4),
                 "selectivity": round(x.selectivity(), 2),
+                "clothes": round(x.clothes or 0.0, 4),
             }
             for t, x in trials
         ],

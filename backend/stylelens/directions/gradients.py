@@ -5,7 +5,9 @@ For faces ws_k, the attribute network's score a has a gradient ``g_ak = d score_
 mean score of a by ``G_a . delta`` with ``G_a = mean_k sum_(i in L) g_aki``, the **range
 gradient**. Its direction raises a fastest; conditioning it on the other attributes' range
 gradients (``interfacegan.condition``) gives a delta that raises a while every other
-attribute's mean score stays put to first order.
+attribute's mean score stays put to first order. The clothes' mean colour
+(``measure.clothes_colour``, three more quantities) is held too: the attribute network has no
+clothes label, and without it the side effects move into the clothes.
 
 That is InterFaceGAN's conditional manipulation with the generator's real local behaviour in
 place of linear boundaries. It matters where an attribute is not a linear function of w: the
@@ -19,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from stylelens.directions.core import layer_indices
-from stylelens.directions.measure import attribute_scores
+from stylelens.directions.measure import attribute_scores, clothes_colour
 from stylelens.networks.attributes import AttributeNet
 from stylelens.networks.runtime import autocast
 from stylelens.networks.stylegan2 import Generator
@@ -33,14 +35,15 @@ def mean_score_gradients(
     batch: int = 16,
     precision: str = "bfloat16",
 ) -> torch.Tensor:
-    """Mean over faces of every score's gradient with respect to each ws.
+    """Mean over faces of the gradient of every score and of the clothes colour with respect
+    to each ws.
 
     Args:
         ws: [N, num_ws, w_dim] faces.
 
     Returns:
-        [A, num_ws, w_dim] for the A scores of ``measure.score_names(net)``. Costs one forward
-        and A backward passes per batch of faces.
+        [A + 3, num_ws, w_dim]: the A scores of ``measure.score_names(net)``, then the clothes'
+        mean R, G and B. Costs one forward and A + 3 backward passes per batch of faces.
     """
     if ws.ndim != 3 or len(ws) == 0:
         raise ValueError(f"need ws [N, num_ws, w_dim], got {list(ws.shape)}")
@@ -51,18 +54,19 @@ def mean_score_gradients(
         with torch.enable_grad():
             with autocast(device, precision):
                 img = G.synthesis(x)
-            scores = attribute_scores(net, img.float())  # [B, A]
+            img = img.float()
+            scores = torch.cat([attribute_scores(net, img), clothes_colour(img)], dim=1)
             rows = []
             for a in range(scores.shape[1]):
                 last = a == scores.shape[1] - 1
                 (g,) = torch.autograd.grad(scores[:, a].sum(), x, retain_graph=not last)
                 rows.append(g.double().sum(dim=0).cpu())
-        batch_sum = torch.stack(rows)  # [A, num_ws, w_dim]
+        batch_sum = torch.stack(rows)  # [A + 3, num_ws, w_dim]
         total = batch_sum if total.numel() == 0 else total + batch_sum
     return (total / len(ws)).float()
 
 
 def range_gradients(grads: torch.Tensor, layers: str) -> torch.Tensor:
-    """[A, num_ws, w_dim] per-ws gradients -> [A, w_dim]: the gradients with respect to one w
+    """[K, num_ws, w_dim] per-ws gradients -> [K, w_dim]: the gradients with respect to one w
     shared by the ws of ``layers`` (the sum of theirs)."""
     return grads[:, layer_indices(layers, grads.shape[1])].sum(dim=1)

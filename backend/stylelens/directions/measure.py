@@ -4,6 +4,10 @@ Scores are on one scale for every attribute: a continuous attribute is its value
 fraction of its documented range (the network's raw output), a binary one (glasses, beard:
 "any" against "none") the network's probability. A direction's quality is the mean change of
 every score between original and edited faces.
+
+The attribute network has no label for clothes, so an edit could recolour them unseen; the
+mean colour of the image's bottom band (``clothes_colour``), where the shoulders and clothes
+are in aligned portraits, is measured alongside the scores.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from stylelens.networks.stylegan2 import Generator
 
 IDENTITY_ATTRIBUTES = ("face_width", "skin_tone")  # must not move beyond their label noise
 SKIPPED_KINDS = ("hair_style",)  # five-way categorical: no single score
+CLOTHES_BAND = 0.15  # bottom share of the image: shoulders and clothes
 
 
 def score_names(net: AttributeNet) -> list[str]:
@@ -52,7 +57,34 @@ def attribute_scores(net: AttributeNet, img: torch.Tensor) -> torch.Tensor:
     return torch.stack(cont + binary, dim=1)
 
 
+def clothes_colour(img: torch.Tensor) -> torch.Tensor:
+    """img [N, 3, H, W] in [-1, 1] -> [N, 3] mean RGB in [0, 1] of the bottom ``CLOTHES_BAND``
+    of the rows."""
+    rows = max(1, round(img.shape[2] * CLOTHES_BAND))
+    return (img[:, :, -rows:].float().mean(dim=(2, 3)) + 1) / 2
+
+
 @torch.no_grad()
+def render_measures(
+    G: Generator,
+    net: AttributeNet,
+    ws: torch.Tensor,
+    *,
+    batch: int = 16,
+    precision: str = "bfloat16",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores [N, A], clothes colours [N, 3]) of the faces ws [N, num_ws, w_dim] render to
+    (const noise)."""
+    device = next(G.parameters()).device
+    scores, clothes = [], []
+    for start in range(0, len(ws), batch):
+        with autocast(device, precision):
+            img = G.synthesis(ws[start : start + batch].to(device)).float()
+        scores.append(attribute_scores(net, img).cpu())
+        clothes.append(clothes_colour(img).cpu())
+    return torch.cat(scores), torch.cat(clothes)
+
+
 def render_scores(
     G: Generator,
     net: AttributeNet,
@@ -62,13 +94,7 @@ def render_scores(
     precision: str = "bfloat16",
 ) -> torch.Tensor:
     """Scores [N, A] of the faces ws [N, num_ws, w_dim] render to (const noise)."""
-    device = next(G.parameters()).device
-    out = []
-    for start in range(0, len(ws), batch):
-        with autocast(device, precision):
-            img = G.synthesis(ws[start : start + batch].to(device))
-        out.append(attribute_scores(net, img.float()).cpu())
-    return torch.cat(out)
+    return render_measures(G, net, ws, batch=batch, precision=precision)[0]
 
 
 def label_noise(
@@ -94,6 +120,7 @@ class EditEffect:
     amount: float  # slider units
     mean: dict[str, float]  # attribute -> mean change (signed)
     target: str | None  # the attribute the direction is meant to change
+    clothes: float | None = None  # mean per-face |change| of the clothes' RGB colour
 
     def own(self) -> float:
         return self.mean[self.target] if self.target else 0.0
@@ -126,16 +153,23 @@ def measure_edit(
     target: str | None = None,
     batch: int = 16,
     precision: str = "bfloat16",
+    base_clothes: torch.Tensor | None = None,
 ) -> EditEffect:
-    """Mean score change of ``direction`` at ``amount`` over faces ws with scores ``base``."""
+    """Mean score change of ``direction`` at ``amount`` over faces ws with scores ``base``;
+    given the faces' clothes colours [N, 3], also the mean size (RGB distance, 0-1 scale) of
+    their change."""
     edited = apply_directions(ws, [(direction, amount)])
-    scores = render_scores(G, net, edited, batch=batch, precision=precision)
+    scores, clothes = render_measures(G, net, edited, batch=batch, precision=precision)
     delta = (scores - base).mean(dim=0)
+    moved = None
+    if base_clothes is not None:
+        moved = float((clothes - base_clothes).norm(dim=1).mean())
     return EditEffect(
         direction=direction.name,
         amount=amount,
         mean={n: float(delta[j]) for j, n in enumerate(names)},
         target=target,
+        clothes=moved,
     )
 
 

@@ -22,7 +22,7 @@ from stylelens.directions.measure import (
     describe_effect,
     label_noise,
     measure_edit,
-    render_scores,
+    render_measures,
     score_names,
 )
 from stylelens.networks.attributes import AttributeNet
@@ -46,7 +46,7 @@ def quality_report(
     """Measure ``directions``; components (sefa/ganspace) only the first ``components`` each."""
     names = score_names(net)
     ws = _ws(G, faces, MEASURE_SEED)
-    base = render_scores(G, net, ws, batch=batch, precision=precision)
+    base, clothes = render_measures(G, net, ws, batch=batch, precision=precision)
     noise = label_noise(net_metrics, base, names)
     named: list[dict[str, Any]] = []
     comps: list[dict[str, Any]] = []
@@ -69,6 +69,7 @@ def quality_report(
             target=target,
             batch=batch,
             precision=precision,
+            base_clothes=clothes,
         )
         (named if target else comps).append(_entry(d, effect, noise))
     return {
@@ -89,6 +90,7 @@ def _entry(d: Direction, e: EditEffect, noise: dict[str, float]) -> dict[str, An
         "step": d.step,
         "conditioned": str(d.provenance.get("conditioned", "none")),
         "mean": e.mean,
+        "clothes": e.clothes,
     }
     if e.target is None:
         out["does"] = describe_effect(e)
@@ -120,12 +122,13 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"{report['faces']} faces (z seeds from {report['seed']:,}, psi 1), "
         f"rendered in {report['precision']}; changes are mean score changes at each "
-        "direction's default step (fraction of the attribute's range, or probability).",
+        "direction's default step (fraction of the attribute's range, or probability). "
+        "Clothes colour: mean per-face RGB distance (0-1 scale) of the bottom band's colour.",
         "",
         "| direction | layers | cond. | step (sd) | held-out | own change / sd | own at step "
         "| off-target mean \\|Δ\\| | largest off-target | ratio | face_width / skin_tone Δ "
-        "(noise) | goal |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "(noise) | clothes colour \\|Δ\\| | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["named"]:
         held = ", ".join(f"{k} {v:.3f}" for k, v in r["held_out"].items())
@@ -138,7 +141,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"| `{r['name']}` | {r['layers']} | {r['conditioned']} "
             f"| {r['step']:g} | {held} | {r['own_per_unit']:+.3f} | {r['own']:+.3f} "
             f"| {r['off_mean']:.3f} | {lo['attribute']} {lo['change']:+.3f} "
-            f"| {r['ratio']:.1f} | {ident or '-'} | {goal} |"
+            f"| {r['ratio']:.1f} | {ident or '-'} | {r['clothes']:.3f} | {goal} |"
         )
     attrs = list(report["named"][0]["mean"]) if report["named"] else []
     if attrs:
