@@ -333,7 +333,7 @@ def _tune(
             continue
         candidates = dict(vectors)
         if grads is not None:
-            rg = range_gradients(grads, layers)  # [A, w_dim]
+            rg = range_gradients(grads, layers)  # [A + 3, w_dim]: scores, clothes RGB
             rest = torch.cat([rg[:target], rg[target + 1 :]])
             if float(rg[target].norm()) > 0:
                 # ValueError: its gradient lies in the span of the others'
