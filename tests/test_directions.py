@@ -538,6 +538,10 @@ def test_cli_user_errors_exit_2(model: Path, tmp_path: Path, capsys) -> None:
         (["edit", str(good), *m, "--out", str(tmp_path / "e.gif")], ".png"),
         (["directions", "compute", *m, "--method", "sefa", "--layers", "eyes"], "layer range"),
         (
+            ["directions", "compute", *m, "--method", "interfacegan", "--gradient-faces", "-1"],
+            "--gradient-faces >= 0",
+        ),
+        (
             [
                 "directions",
                 "compute",
