@@ -54,10 +54,27 @@ def dones(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     return [(s, e) for s, e in items if isinstance(e, Done)]
 
 
-def test_priorities_and_latest_wins_renders(runtime: ModelRuntime) -> None:
+def turns(w: Worker, n: int, again: Any = None) -> list[tuple[str, str]]:
+    """Take ``n`` turns without running them, as the worker thread would: an inversion goes
+    back to its line after each step (forever here), then ``again(job)`` may submit more."""
+    taken = []
+    for _ in range(n):
+        job = w._next()
+        assert job is not None
+        taken.append((job.session, job.kind))
+        with w._cond:
+            w._running = None
+            if job.kind == "inversion":
+                w._requeue(job)
+        if again is not None:
+            again(job)
+    return taken
+
+
+def test_renders_first_within_a_session_latest_wins(runtime: ModelRuntime) -> None:
     rec = Recorder()
     w = Worker(
-        Runtimes([runtime], runtime.storage), rec, queue_max=10
+        Runtimes([runtime], runtime.storage), rec, queue_max=10, queue_per_session=5
     )  # not started: inspect the order it would take
     sid = session_with_upload(runtime)
     commit = w.submit_commit(sid, EditParams())  # type: ignore[arg-type]
@@ -66,21 +83,69 @@ def test_priorities_and_latest_wins_renders(runtime: ModelRuntime) -> None:
     last = w.submit_render(sid, EditParams(scales={"smile": 2.0}))
     assert w.pending() == 3  # the second render replaced the first
     order = [w._next() for _ in range(3)]
-    assert [j.id for j in order if j] == [last, inversion, commit]
+    assert [j.id for j in order if j] == [last, commit, inversion]  # then first come first
     assert first not in [j.id for j in order if j]
     assert order[0] is not None and order[0].params.scales == {"smile": 2.0}
 
 
-def test_full_queue_is_busy(runtime: ModelRuntime) -> None:
-    w = Worker(Runtimes([runtime], runtime.storage), Recorder(), queue_max=2)
-    sid = runtime.storage.new_session()
-    w.submit_random(sid, 1)
-    w.submit_random(sid, 2)
-    with pytest.raises(Busy):
-        w.submit_random(sid, 3)
-    with pytest.raises(Busy):  # a render that replaces nothing needs room too
+def test_a_slider_goes_before_its_own_inversion_but_never_freezes_it(
+    runtime: ModelRuntime,
+) -> None:
+    w = Worker(Runtimes([runtime], runtime.storage), Recorder())
+    sid = session_with_upload(runtime)
+    w.submit_inversion(sid, engine="adam", steps=100, upload=None)
+    assert turns(w, 2) == [(sid, "inversion")] * 2  # alone: step after step
+    w.submit_render(sid, EditParams())  # a slider moved during the second step
+    assert turns(w, 1) == [(sid, "render")]  # before the next step: no wait beyond the step
+
+    def slider_without_pause(job: Any) -> None:
         w.submit_render(sid, EditParams())
-    assert w.pending() == 2
+
+    assert turns(w, 6, slider_without_pause) == [(sid, "inversion"), (sid, "render")] * 3
+
+
+def test_every_session_gets_one_turn_per_round(runtime: ModelRuntime) -> None:
+    """Sliders, an inversion, a burst of random faces and commits: none waits more than one
+    turn of each other session, whatever the others send."""
+    w = Worker(Runtimes([runtime], runtime.storage), Recorder())
+    inv, rnd, com, *sliders = [runtime.storage.new_session() for _ in range(6)]
+    w.submit_inversion(inv, engine="adam", steps=100, upload=None)
+    for seed in range(w.queue_per_session):
+        w.submit_random(rnd, seed)
+    for _ in range(3):
+        w.submit_commit(com, EditParams())  # type: ignore[arg-type]
+    for sid in sliders:
+        w.submit_render(sid, EditParams())
+
+    def slider_client(job: Any) -> None:  # the next move as soon as the frame is out
+        if job.kind == "render":
+            w.submit_render(job.session, EditParams())
+
+    taken = turns(w, 30, slider_client)
+    first_round = [inv, rnd, com, *sliders]
+    assert [s for s, _ in taken[:18]] == first_round * 3
+    assert [s for s, _ in taken[18:23]] == [inv, rnd, *sliders]  # the commits are done
+    assert taken.count((com, "commit")) == 3
+    assert taken.count((rnd, "random")) == taken.count((inv, "inversion")) == 6
+    assert all(taken.count((s, "render")) >= 5 for s in sliders)
+
+
+def test_full_queues_are_busy(runtime: ModelRuntime) -> None:
+    w = Worker(Runtimes([runtime], runtime.storage), Recorder(), queue_max=3, queue_per_session=2)
+    a, b = runtime.storage.new_session(), runtime.storage.new_session()
+    w.submit_random(a, 1)
+    w.submit_random(a, 2)
+    with pytest.raises(Busy, match="this session already has 2 jobs waiting"):
+        w.submit_random(a, 3)
+    with pytest.raises(Busy, match="this session"):  # a render that replaces nothing needs room
+        w.submit_render(a, EditParams())
+    w.submit_render(b, EditParams())
+    w.submit_render(b, EditParams())  # replaces the first: no room needed
+    with pytest.raises(Busy, match="the server is busy"):  # the safety net: all sessions' jobs
+        w.submit_random(b, 4)
+    assert w.pending() == 3
+    with pytest.raises(ValueError, match="below queue_max"):
+        Worker(Runtimes([runtime], runtime.storage), Recorder(), queue_max=8, queue_per_session=8)
 
 
 def test_round_robin_between_sessions(runtime: ModelRuntime) -> None:
@@ -167,3 +232,63 @@ def test_a_failing_loader_surfaces_through_ready() -> None:
         w.ready.result(timeout=30)
     w._thread.join(5)
     assert not w.alive
+
+
+def test_sliders_next_to_an_inversion_leave_it_its_share(runtime: ModelRuntime) -> None:
+    """Issue 18: five clients that send the next ``render_edit`` as soon as their frame
+    arrives must not starve another session's inversion; each session gets one turn per
+    round, so the inversion's 8 steps finish within 9 rounds of the five renders."""
+    n, steps, cap = 5, 8, 200
+    sliders = [runtime.storage.new_session(runtime.model_id) for _ in range(n)]
+    for i, sid in enumerate(sliders):
+        runtime.random_face(sid, i)  # a latent to edit
+    inverting = session_with_upload(runtime)
+    lock = threading.Lock()
+    drawn: list[str] = []
+
+    def client(session: str, item: Any) -> None:  # on the worker thread, as the hub would
+        rec(session, item)
+        if session in sliders and isinstance(item, Frame) and item.kind == "edit":
+            with lock:
+                drawn.append(session)
+                again = len(drawn) < cap
+            if again:
+                w.submit_render(session, EditParams(scales={"smile": len(drawn) % 3 - 1.0}))
+
+    rec = Recorder()
+    w = Worker(
+        Runtimes([runtime], runtime.storage), client, progress_interval_s=0, preview_interval_s=0
+    )
+    w.submit_inversion(inverting, engine="adam", steps=steps, upload=None)
+    for sid in sliders:
+        w.submit_render(sid, EditParams())
+    w.start()
+    try:
+        rec.wait(lambda items: len(dones(items)) == 1)
+    finally:
+        w.stop()
+    turns = [
+        "render" if isinstance(e, Frame) else "done"
+        for _, e in rec.items
+        if (isinstance(e, Frame) and e.kind == "edit") or isinstance(e, Done)
+    ]
+    renders_before_done = turns.index("done")
+    assert renders_before_done <= n * (steps + 1), f"{renders_before_done} renders went first"
+
+
+def test_one_session_cannot_make_another_busy(runtime: ModelRuntime) -> None:
+    """Issue 18: a burst of random faces from one session fills only its own queue."""
+    w = Worker(Runtimes([runtime], runtime.storage), Recorder())  # the default bounds
+    a, b = runtime.storage.new_session(), runtime.storage.new_session()
+    refusals: list[str] = []
+    for seed in range(3000):
+        try:
+            w.submit_random(a, seed)
+        except Busy as e:
+            refusals.append(str(e))
+    for seed in range(5):  # the other session still has room
+        w.submit_random(b, seed)
+        w.submit_render(b, EditParams())
+    w.submit_inversion(b, engine="adam", steps=3, upload=None)
+    assert len(refusals) == 3000 - w.queue_per_session
+    assert all("this session" in m for m in refusals), refusals[0]

@@ -44,4 +44,5 @@ class Settings(BaseSettings):
     preview_size: int = 256  # preview frames are at most this many pixels wide
     preview_interval_ms: int = 100  # at most one preview frame per connection this often
     queue_max: int = 64  # pending jobs of all sessions together; beyond it: "busy"
+    queue_per_session: int = 8  # pending jobs of one session; beyond it that session: "busy"
     session_ttl_hours: float = 72.0  # sessions idle this long are deleted with their files

@@ -64,6 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         load,
         hub.publish,
         queue_max=settings.queue_max,
+        queue_per_session=settings.queue_per_session,
         preview_interval_s=settings.preview_interval_ms / 1000,
     )
     worker.start()

@@ -1,16 +1,26 @@
 """One worker thread per device: the only place the model runs (conventions 14).
 
-Scheduling, highest priority first:
+Scheduling: round robin over sessions. Every session with waiting jobs stands in one ring;
+each turn takes one job of the session at the front and sends that session to the back, so with
+N busy sessions each gets every N-th turn, whatever it sends. A turn is one render, one random
+face, one commit or one inversion step, so a slider dragged by ten clients leaves another
+session's inversion one step in eleven, and a burst of random faces or commits from one session
+delays the others by one job per round, not by the burst. Inside a session's turn:
 
-1. quick jobs (random faces; FIFO) and slider renders: one pending render per session, a newer
-   one replaces it (latest wins: intermediate slider positions are never drawn);
-2. inversion steps: the running inversions take turns, one engine step per turn, so a long
-   job of one session never freezes another's previews (one inversion per session: a new one
-   cancels the old);
-3. full-resolution commits (FIFO).
+1. its slider render first: one pending render per session, a newer one replaces it (latest
+   wins: intermediate slider positions are never drawn), so a lone slider user waits for at
+   most the job that is running; but never two renders of a session in a row while its other
+   jobs wait, so a slider that sends without pause cannot freeze its own inversion or commit;
+2. then its other jobs, first come first served: random faces, commits and its inversion (one
+   per session: a new one cancels the old), whose steps go back to the end of the session's
+   line after each step.
 
-At most ``queue_max`` jobs wait at once; beyond that a submit raises :class:`Busy`. Every
-outcome (queued, started, progress, frames, done, cancelled, error) goes out through
+Each session may have ``queue_per_session`` jobs waiting (its render included; the running one
+not); beyond that its submits raise :class:`Busy` that names the session's own queue, so one
+session cannot make another busy. ``queue_max`` bounds all sessions' waiting jobs together, a
+safety net that needs more than ``queue_max / queue_per_session`` sessions at their bound.
+
+Every outcome (queued, started, progress, frames, done, cancelled, error) goes out through
 ``emit(session, event_or_frame)``, which must be thread-safe; an exception inside a job becomes
 an error event and the worker moves on to the next job.
 
@@ -58,7 +68,7 @@ Emit = Callable[[str, "ServerEvent | Frame"], None]
 
 
 class Busy(StyleLensError):
-    """The queue is full; try again in a moment."""
+    """A session's queue (or, as a safety net, the whole server's) is full; try again soon."""
 
 
 @dataclass(eq=False)
@@ -76,6 +86,27 @@ class Job:
     submitted: float = field(default_factory=time.perf_counter)
 
 
+@dataclass(eq=False)
+class SessionQueue:
+    """One session's waiting jobs: its latest render and its other jobs in arrival order."""
+
+    render: Job | None = None
+    jobs: deque[Job] = field(default_factory=deque)  # random, commit, inversion (between steps)
+    rendered_last: bool = False  # the session's previous turn drew a render
+
+    def __len__(self) -> int:
+        return len(self.jobs) + (self.render is not None)
+
+    def take(self) -> Job:
+        """The job for this session's turn (the queue must not be empty)."""
+        if self.render is not None and not (self.rendered_last and self.jobs):
+            job, self.render = self.render, None
+            self.rendered_last = True
+            return job
+        self.rendered_last = False
+        return self.jobs.popleft()
+
+
 class Worker:
     def __init__(
         self,
@@ -83,9 +114,15 @@ class Worker:
         emit: Emit,
         *,
         queue_max: int = 64,
+        queue_per_session: int = 8,
         preview_interval_s: float = 0.1,
         progress_interval_s: float = 0.1,
     ) -> None:
+        if not 1 <= queue_per_session < queue_max:
+            raise ValueError(
+                f"queue_per_session={queue_per_session} with queue_max={queue_max}: it must be "
+                "at least 1 and below queue_max, or one session could fill the whole queue"
+            )
         # Loaded models, or a loader the worker thread calls first; ``ready`` resolves to the
         # loaded models (or the loader's exception).
         self._load = runtimes
@@ -95,13 +132,14 @@ class Worker:
             self.ready.set_result(runtimes)
         self._emit = emit
         self.queue_max = queue_max
+        self.queue_per_session = queue_per_session
         self.preview_interval_s = preview_interval_s
         self.progress_interval_s = progress_interval_s
         self._cond = threading.Condition()
-        self._quick: deque[Job] = deque()
-        self._renders: OrderedDict[str, Job] = OrderedDict()  # session -> its latest render
-        self._inversions: deque[Job] = deque()
-        self._commits: deque[Job] = deque()
+        # The ring: sessions with waiting jobs, the next turn's first. A session leaves it when
+        # its queue empties (also while its only job, an inversion step, runs) and comes back
+        # at the end.
+        self._sessions: OrderedDict[str, SessionQueue] = OrderedDict()
         self._running: Job | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="stylelens-worker", daemon=True)
@@ -124,53 +162,54 @@ class Worker:
         return self._thread.is_alive()
 
     def pending(self) -> int:
+        """Jobs waiting, of all sessions (the running one not counted)."""
         with self._cond:
             return self._pending()
 
     def _pending(self) -> int:
-        queues = (self._quick, self._renders, self._inversions, self._commits)
-        return sum(len(q) for q in queues)
+        return sum(len(q) for q in self._sessions.values())
 
     def submit_render(self, session: str, params: EditParams) -> str:
         job = self._new(session, "render", params)
         with self._cond:
-            replaced = self._renders.pop(session, None)
-            if replaced is None:
-                self._check_room()
-            self._renders[session] = job  # latest wins; the replaced one is dropped silently
+            q = self._sessions.get(session)
+            if q is None or q.render is None:
+                self._check_room(session)
+            self._queue(session).render = job  # latest wins; the replaced one is dropped silently
             self._cond.notify()
         return job.id
 
     def submit_random(self, session: str, seed: int) -> str:
-        return self._enqueue(self._quick, self._new(session, "random", seed))
+        return self._enqueue(self._new(session, "random", seed))
 
     def submit_commit(self, session: str, params: Commit) -> str:
-        return self._enqueue(self._commits, self._new(session, "commit", params))
+        return self._enqueue(self._new(session, "commit", params))
 
     def submit_inversion(self, session: str, *, engine: str, steps: int, upload: str | None) -> str:
         """Queue an inversion; the session's running or queued inversion is cancelled."""
         job = self._new(session, "inversion", (engine, steps, upload))
         with self._cond:
-            for old in [j for j in self._inversions if j.session == session]:
-                self._inversions.remove(old)
+            q = self._sessions.get(session)
+            for old in [j for j in q.jobs if j.kind == "inversion"] if q else []:
+                self._remove(old)
                 self._emit(session, Cancelled(job=old.id, step=old.step))
             running = self._running
             if running is not None and running.session == session and running.kind == "inversion":
                 running.cancel = True
-        return self._enqueue(self._inversions, job)
+            return self._enqueue(job)
 
     def cancel(self, session: str, job_id: str) -> bool:
         """Cancel a job of ``session``; False if it has none of that id (or it finished)."""
         with self._cond:
-            for q in (self._quick, self._inversions, self._commits):
-                for j in q:
-                    if j.id == job_id and j.session == session:
-                        q.remove(j)
-                        self._emit(session, Cancelled(job=j.id, step=j.step))
-                        return True
-            render = self._renders.get(session)
-            if render is not None and render.id == job_id:
-                del self._renders[session]
+            q = self._sessions.get(session)
+            for j in q.jobs if q else ():
+                if j.id == job_id:
+                    self._remove(j)
+                    self._emit(session, Cancelled(job=j.id, step=j.step))
+                    return True
+            if q is not None and q.render is not None and q.render.id == job_id:
+                q.render = None
+                self._forget_if_empty(session)
                 self._emit(session, Cancelled(job=job_id))
                 return True
             running = self._running
@@ -182,7 +221,8 @@ class Worker:
     def accept(self, session: str, job_id: str) -> bool:
         """Finish an inversion now with the latent it has reached."""
         with self._cond:
-            jobs = [*self._inversions, *([self._running] if self._running else [])]
+            q = self._sessions.get(session)
+            jobs = [*(q.jobs if q else ()), *([self._running] if self._running else [])]
             for j in jobs:
                 if j.id == job_id and j.session == session and j.kind == "inversion":
                     j.accept = True
@@ -192,26 +232,49 @@ class Worker:
     def cancel_session(self, session: str) -> None:
         """Drop every job of ``session`` (its last websocket closed)."""
         with self._cond:
-            for q in (self._quick, self._inversions, self._commits):
-                for j in [j for j in q if j.session == session]:
-                    q.remove(j)
-            self._renders.pop(session, None)
+            self._sessions.pop(session, None)
             if self._running is not None and self._running.session == session:
                 self._running.cancel = True
 
     def _new(self, session: str, kind: JobKind, params: Any) -> Job:
         return Job(id=secrets.token_hex(8), session=session, kind=kind, params=params)
 
-    def _check_room(self) -> None:
+    def _queue(self, session: str) -> SessionQueue:
+        """The session's queue; a session new to the ring joins at its end."""
+        q = self._sessions.get(session)
+        if q is None:
+            q = self._sessions[session] = SessionQueue()
+        return q
+
+    def _remove(self, job: Job) -> None:
+        self._sessions[job.session].jobs.remove(job)
+        self._forget_if_empty(job.session)
+
+    def _forget_if_empty(self, session: str) -> None:
+        q = self._sessions.get(session)
+        if q is not None and not q:
+            del self._sessions[session]
+
+    def _check_room(self, session: str) -> None:
+        q = self._sessions.get(session)
+        mine = len(q) if q is not None else 0
+        if mine >= self.queue_per_session:
+            raise Busy(
+                f"this session already has {mine} jobs waiting (at most "
+                f"{self.queue_per_session}); wait for one to finish, or cancel one"
+            )
         n = self._pending()
         if n >= self.queue_max:
-            raise Busy(f"the server is busy ({n} jobs waiting); try again in a moment")
+            raise Busy(
+                f"the server is busy ({n} jobs of all sessions waiting); try again in a moment"
+            )
 
-    def _enqueue(self, q: deque[Job], job: Job) -> str:
+    def _enqueue(self, job: Job) -> str:
         with self._cond:
-            self._check_room()
-            q.append(job)
-            position = len(q) - 1
+            self._check_room(job.session)
+            q = self._queue(job.session)
+            position = len(q.jobs)  # this session's jobs ahead of it (its render aside)
+            q.jobs.append(job)
             self._emit(job.session, Queued(job=job.id, kind=job.kind, position=position))
             self._cond.notify()
         return job.id
@@ -221,20 +284,23 @@ class Worker:
     def _next(self) -> Job | None:
         with self._cond:
             while not self._stopping:
-                job: Job | None = None
-                if self._quick:
-                    job = self._quick.popleft()
-                elif self._renders:
-                    _, job = self._renders.popitem(last=False)
-                elif self._inversions:
-                    job = self._inversions.popleft()
-                elif self._commits:
-                    job = self._commits.popleft()
-                if job is not None:
+                if self._sessions:
+                    session, q = next(iter(self._sessions.items()))
+                    job = q.take()
+                    if q:
+                        self._sessions.move_to_end(session)  # its next turn after the others'
+                    else:
+                        del self._sessions[session]
                     self._running = job
                     return job
                 self._cond.wait()
             return None
+
+    def _requeue(self, job: Job) -> None:
+        """An inversion that wants another step: to the end of its session's line (and its
+        session, when it had left the ring, to the end of the ring)."""
+        self._queue(job.session).jobs.append(job)
+        self._cond.notify()
 
     def _loop(self) -> None:
         if not self.ready.done():
@@ -279,7 +345,7 @@ class Worker:
                     if job.cancel:
                         self._emit(job.session, Cancelled(job=job.id, step=job.step))
                     else:
-                        self._inversions.append(job)  # round robin: back of the line
+                        self._requeue(job)
 
     def _frame(self, job: Job, kind: str, image: Image8) -> Frame:
         return Frame(
