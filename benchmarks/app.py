@@ -8,15 +8,22 @@ Starts ``stylelens serve`` (embedded model, a temporary data dir) on a free port
 * slider move -> new frame latency: ``render_edit`` sent, its ``edit`` frame received (p50/p95);
 * commit: ``commit`` sent -> ``done`` received (full-resolution PNG + latent written);
 * ``--sessions`` concurrent sessions inverting at once: frames per session and the longest gap
-  between two frames of one session.
+  between two frames of one session;
+* fairness (``--part fairness``): one inversion next to N = ``--clients`` sessions that each send
+  the next ``render_edit`` as soon as the frame of the last one arrives, ``--fair-window`` s
+  each: the inversion's step rate against its rate alone (goal: at least 1/(N+1) of it), and
+  the edits' latency. The engine is ``--fair-engine`` (Adam: every step costs the same, where
+  the progressive engine's first tenth of steps is far cheaper and would flatter a slow run).
 
     OMP_NUM_THREADS=2 python benchmarks/app.py --write-docs
+    OMP_NUM_THREADS=2 python benchmarks/app.py --part fairness --write-docs
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import itertools
 import json
@@ -26,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +125,17 @@ async def invert(s: Session, seed: int, steps: int, engine: str) -> dict[str, An
     }
 
 
+async def render_once(s: Session, scales: dict[str, float]) -> float:
+    """Send one ``render_edit``; seconds until its frame is in."""
+    t0 = time.perf_counter()
+    await s.send({"type": "render_edit", "scales": scales})
+    queued, _ = await s.until("queued", "render")
+    while True:  # the frame of this render
+        msg = await s.ws.recv()
+        if isinstance(msg, bytes) and Frame.decode(msg).job == queued["job"]:
+            return time.perf_counter() - t0
+
+
 async def sliders(s: Session, n: int, names: list[str], gap_s: float) -> list[float]:
     """Latency of ``n`` slider moves, ``gap_s`` apart (a hand dragging a slider sends one move
     per animation frame, and the server draws the latest; moves closer together than the
@@ -124,15 +143,7 @@ async def sliders(s: Session, n: int, names: list[str], gap_s: float) -> list[fl
     lat = []
     for i in range(n):
         await asyncio.sleep(gap_s)
-        t0 = time.perf_counter()
-        amount = ((i % 7) - 3) * 0.5
-        await s.send({"type": "render_edit", "scales": {names[i % len(names)]: amount}})
-        queued, _ = await s.until("queued", "render")
-        while True:  # the frame of this render
-            msg = await s.ws.recv()
-            if isinstance(msg, bytes) and Frame.decode(msg).job == queued["job"]:
-                break
-        lat.append(time.perf_counter() - t0)
+        lat.append(await render_once(s, {names[i % len(names)]: ((i % 7) - 3) * 0.5}))
     return lat
 
 
@@ -141,27 +152,39 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    server = None
-    url = args.url
-    if url is None:
-        port = free_port()
-        data = tempfile.mkdtemp(prefix="stylelens-bench-")
-        env = {**os.environ, "STYLELENS_DATA_DIR": data}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "stylelens.cli", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
+@contextlib.contextmanager
+def serve(url: str | None) -> Iterator[tuple[str, subprocess.Popen[bytes] | None]]:
+    """``url``, or ``stylelens serve`` (embedded model, a temporary data dir) started on a free
+    port; yields the URL and the server process (None for a given URL)."""
+    if url is not None:
+        yield url, None
+        return
+    port = free_port()
+    data = tempfile.mkdtemp(prefix="stylelens-bench-")
+    env = {**os.environ, "STYLELENS_DATA_DIR": data}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stylelens.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    with serve(args.url) as (url, _):
         async with httpx.AsyncClient(base_url=url, timeout=120) as http:
             await wait_up(http)
             model = (await http.get("/api/model")).json()
             names = [d["name"] for d in model["directions"]][:7] or ["none"]
             ws_base = url.replace("http", "ws", 1)
+            if args.part == "fairness":
+                return {"model": model["model"], "fairness": await fairness(http, ws_base, args)}
             s = Session(http, ws_base)
             await s.open()
             cold = await invert(s, 900_000, args.steps, args.engine)  # the server's first
@@ -181,10 +204,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             )
             for m in many:
                 await m.ws.close()
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+            fair = await fairness(http, ws_base, args) if args.part == "all" else None
     return {
         "model": model["model"],
         "one": one,
@@ -193,7 +213,78 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "slider_p95": pct(lat, 0.95),
         "commit_s": commit_s,
         "concurrent": conc,
+        "fairness": fair,
     }
+
+
+# fairness: one inversion next to N sliders --------------------------------------------------
+
+
+async def slider_client(s: Session, names: list[str], until: float) -> list[float]:
+    """Edits back to back until ``until``: the next ``render_edit`` once the last frame is in."""
+    lat: list[float] = []
+    while time.perf_counter() < until:
+        i = len(lat)
+        lat.append(await render_once(s, {names[i % len(names)]: ((i % 7) - 3) * 0.5}))
+    return lat
+
+
+async def step_times(s: Session, until: float) -> list[tuple[float, int]]:
+    """(arrival time, step) of the inversion's ``progress`` events until ``until``."""
+    seen: list[tuple[float, int]] = []
+    while (left := until - time.perf_counter()) > 0:
+        try:
+            msg = await asyncio.wait_for(s.ws.recv(), left)
+        except TimeoutError:
+            break
+        if isinstance(msg, str):
+            event = json.loads(msg)
+            if event["type"] == "error":
+                raise RuntimeError(event)
+            if event["type"] == "progress":
+                seen.append((time.perf_counter(), int(event["step"])))
+    return seen
+
+
+async def fair_run(
+    http: httpx.AsyncClient, ws_base: str, names: list[str], n: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    inv = Session(http, ws_base)
+    await inv.open()
+    await inv.upload(face_png(900_100))
+    clients = [Session(http, ws_base) for _ in range(n)]
+    for i, c in enumerate(clients):
+        await c.open()
+        await c.send({"type": "random_face", "seed": i})  # a latent to edit
+        await c.until("done", "random")
+    await inv.send({"type": "start_inversion", "engine": args.fair_engine, "steps": 1000})
+    while (s0 := (await inv.until("progress"))[0]["step"]) < 5:
+        pass  # running and warm (a server's first steps of an engine are slower): then measure
+    until = time.perf_counter() + args.fair_window
+    steps, *lats = await asyncio.gather(
+        step_times(inv, until), *(slider_client(c, names, until) for c in clients)
+    )
+    for c in [inv, *clients]:
+        await c.ws.close()  # the server drops their jobs
+    s1 = steps[-1][1] if steps else s0  # progress comes for every step (at most 10/s)
+    lat = [x for xs in lats for x in xs]
+    return {
+        "n": n,
+        "steps": s1 - s0,
+        "rate": (s1 - s0) / args.fair_window,
+        "edits": len(lat),
+        "p50": pct(lat, 0.5) if lat else None,
+        "p95": pct(lat, 0.95) if lat else None,
+    }
+
+
+async def fairness(http: httpx.AsyncClient, ws_base: str, args: argparse.Namespace) -> list:
+    model = (await http.get("/api/model")).json()
+    names = [d["name"] for d in model["directions"]][:7] or ["none"]
+    runs = []
+    for n in args.clients:
+        runs.append(await fair_run(http, ws_base, names, n, args))
+    return runs
 
 
 def report(r: dict[str, Any], args: argparse.Namespace) -> str:
@@ -244,21 +335,65 @@ def reading(r: dict[str, Any]) -> str:
     )
 
 
+def report_fairness(r: dict[str, Any], args: argparse.Namespace) -> str:
+    runs, m = r["fairness"], r["model"]
+    solo = next(x["rate"] for x in runs if x["n"] == 0)
+    lines = [
+        "### One inversion next to sliders (`benchmarks/app.py --part fairness`)",
+        "",
+        f"Measured {args.date} on {machine()}, all rows in one run against one server "
+        f"(model {m['id']}, {m['device']}). One session inverts (engine {args.fair_engine}, "
+        "steps of equal cost) while N other sessions each send the next `render_edit` as soon "
+        f"as the frame of the last one arrives, {args.fair_window:.0f} s per row. The goal: "
+        "the inversion keeps at least 1/(N+1) of its step rate alone.",
+        "",
+        f"| sessions editing | inversion steps in {args.fair_window:.0f} s | steps/s | "
+        "share of its rate alone | goal | edits drawn | edit latency p50 / p95 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for x in runs:
+        share, goal = x["rate"] / solo, 1 / (x["n"] + 1)
+        lat = f"{x['p50'] * 1000:.0f} / {x['p95'] * 1000:.0f} ms" if x["p50"] is not None else "-"
+        lines.append(
+            f"| {x['n']} | {x['steps']} | {x['rate']:.2f} | {share:.2f} | "
+            f">= {goal:.2f} {'met' if share >= goal else 'MISSED'} | {x['edits']} | {lat} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", default=None, help="use a running server instead of starting one")
+    ap.add_argument("--part", choices=("all", "basic", "fairness"), default="all")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--engine", default="progressive")
     ap.add_argument("--slider-moves", type=int, default=40)
     ap.add_argument("--slider-gap", type=float, default=0.15, help="seconds between moves")
     ap.add_argument("--sessions", type=int, default=4)
+    ap.add_argument(
+        "--clients",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[0, 2, 5, 10],
+        help="fairness: numbers of editing sessions next to the inversion (0 must be one)",
+    )
+    ap.add_argument("--fair-window", type=float, default=15.0, help="fairness: seconds per row")
+    ap.add_argument("--fair-engine", default="adam")
+    ap.add_argument("--date", default=time.strftime("%Y-%m-%d"), help="for the docs")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
-    text = report(asyncio.run(main_async(args)), args)
-    print(text)
-    if args.write_docs:
-        write_docs("app", text)
-        print(f"wrote {Path('docs/performance.md')}")
+    if args.part != "basic" and 0 not in args.clients:
+        ap.error("--clients needs 0: the inversion's rate alone is the reference")
+    r = asyncio.run(main_async(args))
+    texts = []
+    if args.part != "fairness":
+        texts.append(("app", report(r, args)))
+    if args.part != "basic":
+        texts.append(("app-fairness", report_fairness(r, args)))
+    for section, text in texts:
+        print(text)
+        if args.write_docs:
+            write_docs(section, text)
+            print(f"wrote {Path('docs/performance.md')} ({section})")
 
 
 if __name__ == "__main__":
