@@ -186,3 +186,24 @@ def test_cpu_image_builds_and_reports_healthy():
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         subprocess.run(["docker", "rmi", tag], capture_output=True)
+
+
+def test_in_container_setting_is_obeyed_only_in_a_container(monkeypatch, capsys, tmp_path):
+    from stylelens.api.cli import check_exposure, running_in_container
+    from stylelens.errors import StyleLensError
+    from stylelens.settings import Settings
+
+    monkeypatch.delenv("STYLELENS_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("STYLELENS_IN_CONTAINER", "1")
+    if not running_in_container():  # this machine: the setting alone must not open the server
+        assert main(["serve", "--host", "0.0.0.0"]) == 2
+        assert "this is not a container" in capsys.readouterr().err
+    settings = Settings(in_container=True)
+    with pytest.raises(StyleLensError, match="not a container"):
+        check_exposure("0.0.0.0", settings, in_container=False)
+    check_exposure("0.0.0.0", settings, in_container=True)  # the image's own case
+    check_exposure("0.0.0.0", Settings(auth_token="t"), in_container=False)
+    check_exposure("127.0.0.1", Settings(), in_container=False)
+    assert not running_in_container(tmp_path)
+    (tmp_path / ".dockerenv").touch()
+    assert running_in_container(tmp_path)

@@ -41,6 +41,15 @@ class Latent:
     def __post_init__(self) -> None:
         if self.ws.ndim != 3 or self.ws.shape[0] != 1:
             raise LatentError(f"ws must be [1, num_ws, w_dim], got {list(self.ws.shape)}")
+        # A non-finite latent renders black and poisons every edit made from it: refuse it
+        # wherever one is made or read, so none is ever stored or served.
+        tensors = [("ws", self.ws), *((NOISE_PREFIX + k, v) for k, v in self.noise.items())]
+        bad = [n for n, t in tensors if not bool(t.isfinite().all())]
+        if bad:
+            raise LatentError(
+                f"latent holds NaN or infinite values (in {', '.join(bad[:3])}); "
+                "it cannot be rendered or edited"
+            )
 
     @property
     def model(self) -> str:

@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     port: int = 8000
     # Set by the Docker image: there 0.0.0.0 is the container's own interface, and what is
     # reachable is decided by the published port (127.0.0.1 in docker-compose.yml), so a
-    # non-loopback host needs no token. The Host check below still applies without a token.
+    # non-loopback host needs no token. Obeyed only inside a real container (api/cli.py
+    # check_exposure). The Host check below still applies without a token.
     in_container: bool = False
     serve_models: list[str] = []  # more model ids the app offers besides default_model
     data_dir: Path = Path("data")  # sessions' uploads, latents, results + index.sqlite3

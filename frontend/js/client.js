@@ -4,9 +4,15 @@ import { decodeFrame } from "./protocol.js";
 
 /**
  * @typedef {import("./protocol.js").Frame} Frame
+ * @typedef {"online" | "reconnecting" | "refused" | "gone"} Status
  * @typedef {{onEvent: (e: any) => void, onFrame: (f: Frame) => void,
- *            onStatus: (online: boolean) => void}} Handlers
+ *            onStatus: (status: Status) => void}} Handlers
  */
+
+// Close codes the server ends a refused connection with (docs/protocol.md): the client stops
+// there (reconnecting cannot help) and says why.
+const REFUSED = { 4401: "this server needs its access token", 4403: "this page's origin is not allowed" };
+const SESSION_GONE = 4404;
 
 export class Client {
   /**
@@ -25,18 +31,25 @@ export class Client {
   connect() {
     const ws = new WebSocket(this.url);
     ws.binaryType = "arraybuffer";
-    ws.onopen = () => { this.retry = 0; this.handlers.onStatus(true); };
+    ws.onopen = () => { this.retry = 0; this.handlers.onStatus("online"); };
     ws.onmessage = (m) => {
       if (typeof m.data === "string") this.handlers.onEvent(JSON.parse(m.data));
       else this.handlers.onFrame(decodeFrame(m.data));
     };
     ws.onclose = (e) => {
-      this.handlers.onStatus(false);
-      if (this.closedByUs || e.code === 4401 || e.code === 4403) {
-        if (e.code >= 4400) this.handlers.onEvent({ type: "error", code: "refused", message: e.reason });
+      if (this.closedByUs) return;
+      if (e.code in REFUSED) {
+        this.handlers.onStatus("refused");
+        const why = REFUSED[/** @type {4401 | 4403} */ (e.code)];
+        this.handlers.onEvent({ type: "error", code: "refused", message: `refused: ${why} (${e.reason})` });
         return;
       }
-      if (e.code === 4404) { this.handlers.onEvent({ type: "session_gone" }); return; }
+      if (e.code === SESSION_GONE) {
+        this.handlers.onStatus("gone");
+        this.handlers.onEvent({ type: "session_gone" });
+        return;
+      }
+      this.handlers.onStatus("reconnecting");
       const delay = Math.min(10000, 500 * 2 ** this.retry++);
       setTimeout(() => this.connect(), delay);
     };

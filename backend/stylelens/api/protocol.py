@@ -85,7 +85,9 @@ class Frame:
 
 
 class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: Python's JSON parser reads NaN and Infinity, and a non-finite slider
+    # value would render a black frame and store a latent full of NaN.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 JobKind = Literal["render", "inversion", "commit", "random"]
@@ -105,6 +107,29 @@ class EditParams(_Msg):
     scales: dict[str, float] = Field(default_factory=dict)  # direction name -> slider units
     mixing: Mixing | None = None
     truncation: float = Field(default=1.0, ge=0.0, le=1.5)  # psi toward the average face
+
+    def check_scales(self, sliders: dict[str, tuple[float, float]]) -> None:
+        """Refuse unknown directions and amounts outside a direction's slider range.
+
+        Out-of-range amounts are refused, not clamped: a client that sends them has a bug or
+        is not the page, and a silently different edit than the one asked for would hide it.
+
+        Raises:
+            ProtocolError: ``invalid``, naming the direction and its range.
+        """
+        unknown = sorted(set(self.scales) - set(sliders))
+        if unknown:
+            raise ProtocolError(
+                "invalid", f"scales: unknown directions {unknown}; see hello.directions"
+            )
+        for name, amount in self.scales.items():
+            lo, hi = sliders[name]
+            slack = 1e-6 * max(1.0, abs(lo), abs(hi))  # the page's float steps
+            if not lo - slack <= amount <= hi + slack:
+                raise ProtocolError(
+                    "invalid",
+                    f"scales.{name}: {amount:g} is outside its slider range [{lo:g}, {hi:g}]",
+                )
 
 
 class StartInversion(_Msg):
