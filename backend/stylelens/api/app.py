@@ -161,16 +161,50 @@ def session_info(storage: Storage, sid: str) -> p.SessionInfo:
 # uploads ----------------------------------------------------------------------------------------
 
 
+# A decoded photo costs 3-4 bytes per pixel however small its file: a 40 MP upload holds ~160 MB
+# while it is decoded. Two decodes at once keep a burst of uploads near +350 MB; the others wait.
+UPLOAD_DECODES = 2
+UPLOAD_WAIT_S = 30.0  # an upload waits this long for a decode slot, then gets 503
+
+
 class UploadRejected(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
+def upload_max_side(resolution: int) -> int:
+    """The longer side an upload is decoded and stored at: 4x the model's resolution, at
+    least 2048 px.
+
+    Alignment detects faces at 1024 px and warps the face's square from at most 4x the output
+    resolution (``warp_quad`` box-shrinks anything larger), so only a face whose square spans
+    less than half of the photo's longer side (a quarter, for models under 512 px) is warped
+    from fewer pixels than the full photo would give. The stored original serves the manual
+    crop, whose box is in its pixels.
+    """
+    return max(2048, 4 * resolution)
+
+
+def _upload_slots(app: FastAPI) -> asyncio.Semaphore:
+    """The app's decode slots, made on first use (a semaphore belongs to its event loop)."""
+    loop = asyncio.get_running_loop()
+    held: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = getattr(
+        app.state, "upload_slots", None
+    )
+    if held is None or held[0] is not loop:
+        held = app.state.upload_slots = (loop, asyncio.Semaphore(UPLOAD_DECODES))
+    return held[1]
+
+
 def process_upload(
     storage: Storage, sid: str, data: bytes, *, resolution: int, max_pixels: int
 ) -> dict[str, Any]:
-    """Decode, align (or centre-crop) and store an upload. Runs in a thread (CPU work)."""
+    """Decode, align (or centre-crop) and store an upload. Runs in a thread (CPU work).
+
+    The photo is decoded and stored at most :func:`upload_max_side` pixels on its longer side;
+    the reply's ``width`` and ``height`` are the stored photo's (the manual crop's coordinates).
+    """
     from PIL import Image, UnidentifiedImageError
 
     from stylelens.data.images import InvalidImage, center_crop_resize, load_image
@@ -185,7 +219,7 @@ def process_upload(
     except Exception:
         pass  # recognised but damaged: load_image says how
     try:
-        photo = load_image(data, max_pixels=max_pixels)
+        photo = load_image(data, max_pixels=max_pixels, max_side=upload_max_side(resolution))
     except InvalidImage as e:
         raise UploadRejected(422, str(e)) from None
     aligned, faces, note = False, None, ""
@@ -305,11 +339,29 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.post("/sessions/{sid}/uploads", max_body_size=settings.max_upload_bytes)
     async def upload(
-        sid: str, file: UploadFile, storage: StorageDep, runtimes: RuntimesDep, cfg: SettingsDep
+        sid: str,
+        file: UploadFile,
+        request: Request,
+        storage: StorageDep,
+        runtimes: RuntimesDep,
+        cfg: SettingsDep,
     ) -> dict[str, Any]:
-        """Upload a photo (multipart field ``file``); returns its aligned crop."""
+        """Upload a photo (multipart field ``file``); returns its aligned crop. 503 when the
+        server stays busy decoding other uploads (``UPLOAD_DECODES`` at once)."""
+        from stylelens.data.images import release_memory
+
         _session(storage, sid)
         data = await file.read()
+        slots = _upload_slots(request.app)
+        try:
+            async with asyncio.timeout(UPLOAD_WAIT_S):
+                await slots.acquire()
+        except TimeoutError:
+            raise HTTPException(
+                503,
+                "the server is busy decoding other uploads; try again in a few seconds",
+                headers={"Retry-After": "5"},
+            ) from None
         try:
             return await asyncio.to_thread(
                 process_upload,
@@ -321,6 +373,9 @@ def build_router(settings: Settings) -> APIRouter:
             )
         except UploadRejected as e:
             raise HTTPException(e.status, str(e)) from None
+        finally:
+            slots.release()
+            await asyncio.to_thread(release_memory)  # the photo and alignment's copies
 
     @router.post("/sessions/{sid}/uploads/{crop_id}/crop")
     async def crop(
