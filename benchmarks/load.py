@@ -6,8 +6,9 @@ does, or uses ``--url``; then opens ``--clients`` websockets, one session each, 
 
 * ``--inverters`` sessions invert: upload a photo, run an inversion of ``--steps`` steps, again
   until the time is up;
-* one session bursts: every 10 s it sends ``--burst`` ``random_face`` at once; its own queue is
-  bounded, so it is told ``busy``, and nobody else may be;
+* one session bursts: it sends ``--burst`` ``random_face`` at once, waits for all of them to
+  end, and again (at most every 10 s); its own queue is bounded, so it is told ``busy``, and
+  nobody else may be;
 * the others edit as a person would: a random face, then slider moves (``render_edit``, each
   waiting for its frame), now and then a new random face or a commit, a pause of 0 to
   2 x ``--think`` seconds between actions.
@@ -46,6 +47,7 @@ class Stats:
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)  # (role, code)
     owner: dict[str, str] = field(default_factory=dict)  # job id -> session
     steps: dict[str, int] = field(default_factory=dict)  # inversion job -> last step reported
+    burst: Counter[str] = field(default_factory=Counter)  # the burster's: sent, done, error
     frames: int = 0
     misrouted: int = 0
     unknown: int = 0
@@ -133,6 +135,7 @@ async def burster(c: Client, n: int, until: float) -> None:
         t0 = time.perf_counter()
         for i in range(n):
             await c.s.send({"type": "random_face", "seed": i})
+        c.stats.burst["sent"] += n
         ended = 0
         while ended < n:
             try:
@@ -145,7 +148,9 @@ async def burster(c: Client, n: int, until: float) -> None:
             if item["type"] == "queued":
                 c.mine.add(item["job"])
                 c.stats.owner[item["job"]] = c.s.sid
-            ended += item["type"] in ("done", "error")
+            if item["type"] in ("done", "error"):
+                ended += 1
+                c.stats.burst[item["type"]] += 1
         await asyncio.sleep(max(0.0, t0 + 10 - time.perf_counter()))
 
 
@@ -249,7 +254,8 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"{m['device']}, uvicorn subprocess). {args.clients} websockets for "
         f"{args.duration:.0f} s ({r['wall']:.0f} s with the requests in flight at the end): "
         f"{args.inverters} sessions inverting ({args.steps} steps each, again when done), one "
-        f"sending {args.burst} random faces at once every 10 s, {editors} editing (a random "
+        f"sending {args.burst} random faces at once (again when all have ended, at most every "
+        f"10 s), {editors} editing (a random "
         f"face, then slider moves, now and then a random face (10%) or a commit (5%), "
         f"0-{2 * args.think:.1f} s apart; each request waits for its answer).",
         "",
@@ -276,6 +282,8 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"| errors by code (role) | {errors or 'none'} |",
         f"| inversion steps in the {args.duration:.0f} s, per inverting session | "
         f"{', '.join(str(n) for n in steps_by_session.values()) or '-'} |",
+        f"| the bursting session's random faces: sent / done / refused | "
+        f"{st.burst['sent']} / {st.burst['done']} / {st.burst['error']} |",
         f"| frames received | {st.frames} |",
         f"| misrouted frames (job of another session; must be 0) | {st.misrouted} |",
         f"| frames of a job no session asked for | {st.unknown} |",
