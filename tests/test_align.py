@@ -288,3 +288,236 @@ def test_warm_up_says_whether_alignment_is_available(monkeypatch):
     monkeypatch.setitem(sys.modules, "mediapipe.python.solutions", None)
     monkeypatch.setattr(align_mod, "_default", FaceLandmarker())
     assert align_mod.warm_up() is False
+
+
+# --- framings: the model's, from its card ---------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNTHFACES_MODEL = ROOT / "models" / "synthfaces-256"
+
+
+def _psnr(a, b) -> float:
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return float(10 * np.log10(255.0**2 / np.mean(d * d)))
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _drawn_landmarks(seed: int, size: int, *, scale: float = 1.0, offset=(0.0, 0.0)):
+    """Where the renderer draws a face's four points when its ``size`` px drawing is pasted
+    ``scale`` times as large at ``offset`` (no detector involved)."""
+    from stylelens.data.synthfaces.draw import landmarks
+    from stylelens.data.synthfaces.params import sample_params
+
+    pts = landmarks(sample_params(seed)) * size * scale + np.asarray(offset)
+    return FaceLandmarks(*(tuple(p) for p in pts))  # type: ignore[arg-type]
+
+
+def test_similarity_fit_recovers_scale_roll_and_shift():
+    from stylelens.data.framing import Similarity, fit_similarity
+
+    src = np.array([[0.4, 0.45], [0.6, 0.45], [0.44, 0.64], [0.56, 0.64]])
+    truth = Similarity(scale=1.13, roll_deg=-9.5, shift=(0.03, -0.02))
+    fit = fit_similarity(src, truth.apply(src, src))
+    assert fit.scale == pytest.approx(1.13)
+    assert fit.roll_deg == pytest.approx(-9.5)
+    np.testing.assert_allclose(fit.shift, (0.03, -0.02), atol=1e-12)
+    with pytest.raises(ValueError, match="degenerate"):
+        fit_similarity(np.zeros((4, 2)), src)
+
+
+def test_embedded_card_framing_is_the_renderers_derived_one():
+    from stylelens.checkpoints.native import load_card
+    from stylelens.data.synthfaces.framing import derive_framing
+
+    framing = load_card(SYNTHFACES_MODEL).framing
+    assert framing.kind == "synthfaces"
+    assert framing == derive_framing()  # not hand-tuned: it follows draw.py and params.py
+    eye_l, eye_r, mouth_l, _ = framing.template()
+    # Smaller in the frame than FFHQ's (eyes 1/4 of the width apart there), eyes level.
+    assert 0.13 < eye_r[0] - eye_l[0] < 0.17 and abs(eye_l[1] - eye_r[1]) < 0.002
+    assert mouth_l[1] > eye_l[1] + 0.15
+
+
+def test_cards_without_a_framing_get_ffhq_or_synthfaces_from_their_training_data():
+    import json
+
+    from stylelens.checkpoints.native import ModelCard
+    from stylelens.data.framing import FFHQ, Framing
+
+    raw = json.loads((SYNTHFACES_MODEL / "card.json").read_text())
+    written = ModelCard.model_validate(raw).framing
+    del raw["framing"]
+    card = ModelCard.model_validate(raw)
+    assert card.framing == Framing(kind="synthfaces")  # its numbers come from the renderer
+    assert card.framing.resolved() == written
+    del raw["training"]
+    assert ModelCard.model_validate(raw).framing == FFHQ
+    with pytest.raises(ValueError, match="FFHQ's quad"):
+        Framing(kind="ffhq", points=((0, 0),) * 4, placement=card.framing.resolved().placement)
+
+
+def test_converted_checkpoints_say_ffhq(models_dir: Path):
+    import json
+
+    for name in ("tiny-nvidia", "tiny-rosinality"):
+        card = json.loads((models_dir / name / "card.json").read_text())
+        assert card["framing"]["kind"] == "ffhq"
+
+
+def test_a_face_placed_as_the_renderer_places_it_keeps_its_frame():
+    from stylelens.checkpoints.native import load_card
+    from stylelens.data.align import framing_quad
+
+    framing = load_card(SYNTHFACES_MODEL).framing
+    for seed in range(8):
+        quad, kept = framing_quad(_drawn_landmarks(seed, 512), (512, 512), framing)
+        assert kept
+        np.testing.assert_allclose(quad, [[0, 0], [0, 512], [512, 512], [512, 0]])
+    # A wider photo: its centred square is the frame looked at.
+    quad, kept = framing_quad(_drawn_landmarks(0, 512, offset=(64, 0)), (640, 512), framing)
+    assert kept and quad[0].tolist() == [64, 0]
+
+
+def test_a_face_placed_otherwise_is_moved_to_the_mean_placement():
+    from stylelens.checkpoints.native import load_card
+    from stylelens.data.align import framing_quad
+
+    framing = load_card(SYNTHFACES_MODEL).framing
+    for scale, offset in [(0.5, (300.0, 100.0)), (1.8, (-200.0, -150.0))]:  # small, zoomed in
+        lm = _drawn_landmarks(5, 512, scale=scale, offset=offset)
+        quad, kept = framing_quad(lm, (1024, 768), framing)
+        assert not kept
+        in_crop = quad_to_crop(quad, lm.as_array(), 1)
+        # The least-squares fit puts the face's points near the template (the face's own
+        # proportions differ from the mean face's a little).
+        assert _points_error(in_crop, framing.template()) < 0.02
+    # FFHQ's framing has no template: it goes through ffhq_quad.
+    from stylelens.data.framing import FFHQ
+
+    with pytest.raises(ValueError, match="ffhq_quad"):
+        framing_quad(_drawn_landmarks(5, 512), (512, 512), FFHQ)
+
+
+@pytest.fixture(scope="module")
+def synthfaces_app(tmp_path_factory: pytest.TempPathFactory):
+    from fastapi.testclient import TestClient
+
+    from stylelens.api.app import create_app
+    from stylelens.settings import Settings
+
+    settings = Settings(
+        models_dir=SYNTHFACES_MODEL.parent,
+        default_model=SYNTHFACES_MODEL.name,
+        data_dir=tmp_path_factory.mktemp("data"),
+        device="cpu",
+        perceptual="ms-ssim",
+        allowed_hosts=["testserver"],
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _upload(client, data: bytes) -> tuple[dict, Image.Image]:
+    sid = client.post("/api/sessions").json()["id"]
+    r = client.post(f"/api/sessions/{sid}/uploads", files={"file": ("f.png", data, "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    crop = Image.open(io.BytesIO(client.get(body["crop_url"]).content)).convert("RGB")
+    return body, crop
+
+
+@needs_detector
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_512px_synthface_uploaded_comes_back_as_its_256px_drawing(synthfaces_app, seed):
+    """Through the real upload route: the embedded model's framing keeps the drawing's frame.
+    (FFHQ's quad, what every upload got before, gives 9-15 dB here.)"""
+    from stylelens.data.synthfaces import render_face
+
+    big, _ = render_face(seed, 512)
+    small, _ = render_face(seed, 256)
+    body, crop = _upload(synthfaces_app, _png(big))
+    assert crop.size == (256, 256)
+    assert _psnr(crop, small) >= 30.0
+    assert body.get("framing") == "synthfaces" and body.get("kept_frame") is True
+
+
+@needs_detector
+def test_a_model_sample_sent_back_keeps_its_frame(synthfaces_app):
+    import torch
+
+    from stylelens.checkpoints.native import load_generator
+    from stylelens.render import to_uint8, z_from_seed
+
+    G, _ = load_generator(SYNTHFACES_MODEL)
+    with torch.no_grad():
+        sample = to_uint8(G.synthesis(G.mapping(z_from_seed(1234, G.z_dim), truncation_psi=0.7)))
+    body, crop = _upload(synthfaces_app, _png(sample[0]))
+    assert body["kept_frame"] is True
+    np.testing.assert_array_equal(np.asarray(crop), sample[0])  # 256 -> 256: the sample itself
+
+
+def test_uploads_to_the_synthfaces_model_carry_the_photo_notice(synthfaces_app):
+    body, _ = _upload(synthfaces_app, _png(np.full((64, 64, 3), 128, np.uint8)))
+    notice = body["photo_notice"]
+    assert "cannot represent photographs" in notice
+    assert "stylelens fetch ffhq-256" in notice and "stylelens fetch --list" in notice
+
+
+@needs_detector
+def test_photos_still_align_the_ffhq_way_for_ffhq_models(models_dir: Path, tmp_path, astronaut):
+    from fastapi.testclient import TestClient
+
+    from stylelens.api.app import create_app
+    from stylelens.settings import Settings
+
+    settings = Settings(
+        models_dir=models_dir,
+        default_model="tiny-nvidia",
+        data_dir=tmp_path,
+        device="cpu",
+        perceptual="ms-ssim",
+        allowed_hosts=["testserver"],
+    )
+    buf = io.BytesIO()
+    astronaut.save(buf, "PNG")
+    with TestClient(create_app(settings)) as client:
+        body, crop = _upload(client, buf.getvalue())
+    assert body["framing"] == "ffhq" and body["kept_frame"] is False
+    assert body["photo_notice"] is None
+    expected = align_face(astronaut, 32).image
+    assert np.abs(np.asarray(crop, int) - np.asarray(expected, int)).max() <= 1
+
+
+@needs_detector
+def test_invert_and_align_commands_use_the_models_framing(tmp_path, capsys):
+    from stylelens.checkpoints.native import load_card
+    from stylelens.data.synthfaces import render_face
+    from stylelens.inversion.cli import _crop
+
+    big, _ = render_face(3, 512)
+    small, _ = render_face(3, 256)
+    framing = load_card(SYNTHFACES_MODEL).framing
+    target, how = _crop(Image.fromarray(big), 256, "auto", framing)
+    assert _psnr(target, small) >= 30.0 and "synthfaces-aligned" in how and "kept" in how
+    src, out = tmp_path / "face.png", tmp_path / "crop.png"
+    Image.fromarray(big).save(src)
+    args = ["align", str(src), "--out", str(out)]
+    models = ["--model", SYNTHFACES_MODEL.name, "--models-dir", str(SYNTHFACES_MODEL.parent)]
+    assert main([*args, *models]) == 0
+    assert "256x256, synthfaces framing, own frame kept" in capsys.readouterr().out
+    assert _psnr(Image.open(out).convert("RGB"), small) >= 30.0
+    assert main([*args, "--model", "nope", "--models-dir", str(tmp_path)]) == 2
+    assert "no model 'nope'" in capsys.readouterr().err
+
+
+def test_export_of_a_synthfaces_run_writes_the_renderers_framing():
+    from stylelens.data.synthfaces.framing import derive_framing
+    from stylelens.training.export import _framing
+
+    assert _framing({"source": "synthfaces", "num_images": 10}) == derive_framing()
+    assert _framing({"source": "/data/photos"}) is None  # the card's default: FFHQ's

@@ -135,3 +135,53 @@ def test_upload_invert_slide_commit_download(server: str, tmp_path: Path) -> Non
         page.screenshot(path=str(SHOTS / "3-phone.png"), full_page=True)
         assert not errors, errors
         browser.close()
+
+
+def test_uploads_to_a_synthfaces_model_show_the_photo_notice(
+    app_models: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import json
+
+    import uvicorn
+
+    models = tmp_path / "models"
+    shutil.copytree(app_models / "tiny", models / "tiny")
+    card_path = models / "tiny" / "card.json"
+    card = json.loads(card_path.read_text())
+    card.pop("framing", None)
+    card["training"] = {"data": {"source": "synthfaces"}}  # as a SynthFaces run's export says
+    card_path.write_text(json.dumps(card))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(settings_for(models, tmp_path / "data"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(300):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    try:
+        with playwright_sync.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+            )
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("#conn.online")
+            page.set_input_files("#file", str(face_file(tmp_path)))
+            notice = page.locator("#photo-notice")
+            notice.wait_for(state="visible")
+            assert "cannot represent photographs" in notice.inner_text()
+            assert "stylelens fetch ffhq-256" in notice.inner_text()
+            assert not errors, errors
+            browser.close()
+    finally:
+        srv.should_exit = True
+        thread.join(10)

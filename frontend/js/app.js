@@ -276,6 +276,7 @@ async function uploadFile(file) {
     state.upload = r.upload;
     $("target").src = withToken(r.crop_url);
     $("upload-note").textContent = r.aligned ? `aligned (${r.faces} face${r.faces === 1 ? "" : "s"} found)` : r.note;
+    showPhotoNotice(r.photo_notice);
     if (r.aligned) $("manual").hidden = true; else showManualCrop(r.original_url);
     updateButtons();
   } catch (err) {
@@ -283,6 +284,21 @@ async function uploadFile(file) {
     const what = e.status === 413 ? "That file is too large." : e.status === 415 ? "That is not an image we can read." : "";
     say(`${what} ${e.message}`.trim());
   }
+}
+
+// The server's word on photographs for a model that cannot represent them (the SynthFaces one).
+/** @param {string | null | undefined} text */
+function showPhotoNotice(text) {
+  let box = document.getElementById("photo-notice");
+  if (!box) {
+    box = document.createElement("p");
+    box.id = "photo-notice";
+    box.className = "note";
+    box.setAttribute("role", "note");
+    $("upload-note").after(box);
+  }
+  box.textContent = text || "";
+  box.hidden = !text;
 }
 
 // Manual square crop, offered when no face was found (or alignment is not installed).
@@ -350,6 +366,7 @@ async function switchModel(model) {
   $("results").replaceChildren();
   $("manual").hidden = true;
   $("upload-note").textContent = "";
+  showPhotoNotice(null);
   $("progress").textContent = "";
   $("bar").value = 0;
   const canvas = $("preview");

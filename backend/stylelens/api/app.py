@@ -36,6 +36,8 @@ from stylelens import __version__
 from stylelens.api import protocol as p
 from stylelens.api.hub import Connection, Hub
 from stylelens.api.storage import Storage
+from stylelens.checkpoints.native import ModelCard, load_card, training_source
+from stylelens.data.framing import FFHQ, Framing
 from stylelens.settings import Settings
 
 log = logging.getLogger("stylelens.api")
@@ -167,6 +169,24 @@ UPLOAD_DECODES = 2
 UPLOAD_WAIT_S = 30.0  # an upload waits this long for a decode slot, then gets 503
 
 
+def photo_notice(card: ModelCard) -> str | None:
+    """What an upload to a model that cannot represent photographs is told, or None.
+
+    The card decides, not the image: a model trained on SynthFaces (its card's training data)
+    has never seen a photograph, and nothing here tells a photo from a drawn face reliably, so
+    every upload to it gets the notice, worded to be true whatever was uploaded.
+    """
+    if training_source(card) != "synthfaces":
+        return None
+    return (
+        f"{card.name or card.id} knows only SynthFaces, procedurally drawn faces: it cannot "
+        "represent photographs, so a photo comes back as a drawn face that merely resembles "
+        "it. For photos, install the FFHQ weights with `stylelens fetch ffhq-256` (all "
+        "choices: `stylelens fetch --list`) and restart the server with "
+        "STYLELENS_DEFAULT_MODEL=ffhq-256."
+    )
+
+
 class UploadRejected(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -198,7 +218,14 @@ def _upload_slots(app: FastAPI) -> asyncio.Semaphore:
 
 
 def process_upload(
-    storage: Storage, sid: str, data: bytes, *, resolution: int, max_pixels: int
+    storage: Storage,
+    sid: str,
+    data: bytes,
+    *,
+    resolution: int,
+    max_pixels: int,
+    framing: Framing = FFHQ,  # the model card's: how the face is aligned
+    notice: str | None = None,  # returned as photo_notice (see photo_notice)
 ) -> dict[str, Any]:
     """Decode, align (or centre-crop) and store an upload. Runs in a thread (CPU work).
 
@@ -222,13 +249,14 @@ def process_upload(
         photo = load_image(data, max_pixels=max_pixels, max_side=upload_max_side(resolution))
     except InvalidImage as e:
         raise UploadRejected(422, str(e)) from None
-    aligned, faces, note = False, None, ""
+    aligned, faces, note, kept = False, None, "", False
     try:
         from stylelens.data.align import AlignUnavailable, NoFaceFound, align_face
 
         try:
-            result = align_face(photo, resolution)
+            result = align_face(photo, resolution, framing=framing)
             crop, aligned, faces = result.image, True, result.num_faces
+            kept = result.kept_frame
         except NoFaceFound:
             crop, faces = center_crop_resize(photo, resolution), 0
             note = "no face found: the centre of the photo is used"
@@ -241,7 +269,7 @@ def process_upload(
     storage.add(sid, uid, upath, kind="upload", mime="image/jpeg")
     cid, cpath = storage.new_item_path(sid, "png")
     crop.save(cpath, "PNG")
-    meta = {"upload": uid, "aligned": aligned, "faces": faces}
+    meta = {"upload": uid, "aligned": aligned, "faces": faces, "framing": framing.kind}
     storage.add(sid, cid, cpath, kind="crop", mime="image/png", meta=meta)
     storage.set_current(sid, upload=cid)
     return {
@@ -253,6 +281,9 @@ def process_upload(
         "aligned": aligned,
         "faces": faces,
         "note": note,
+        "framing": framing.kind,
+        "kept_frame": kept,
+        "photo_notice": notice,
     }
 
 
@@ -352,6 +383,7 @@ def build_router(settings: Settings) -> APIRouter:
 
         _session(storage, sid)
         data = await file.read()
+        card = await asyncio.to_thread(load_card, runtimes.for_session(sid).model_dir)
         slots = _upload_slots(request.app)
         try:
             async with asyncio.timeout(UPLOAD_WAIT_S):
@@ -370,6 +402,8 @@ def build_router(settings: Settings) -> APIRouter:
                 data,
                 resolution=runtimes.for_session(sid).G.img_resolution,
                 max_pixels=cfg.max_pixels,
+                framing=card.framing,
+                notice=photo_notice(card),
             )
         except UploadRejected as e:
             raise HTTPException(e.status, str(e)) from None

@@ -25,6 +25,7 @@ from stylelens.checkpoints.native import (
 )
 from stylelens.checkpoints.nvidia_pkl import read_nvidia_pkl
 from stylelens.checkpoints.rosinality_pt import read_rosinality_pt
+from stylelens.data.framing import FFHQ
 from stylelens.errors import CheckpointError
 from stylelens.networks import ops
 from stylelens.networks.discriminator import DiscriminatorConfig
@@ -235,6 +236,7 @@ def convert_checkpoint(
             format=fmt, file=src.name, sha256=sha256_file(src), converted_at=now_iso()
         ),
         license=license_note or LICENSE_NOTES[fmt],
+        framing=FFHQ,  # what the published StyleGAN2 face weights (and fetch's) were trained on
     )
     save_model(target, card, g_state, d_state, overwrite=overwrite)
     return card

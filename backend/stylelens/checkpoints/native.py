@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from stylelens.data.framing import Framing
 from stylelens.errors import CheckpointError, ModelNotFound
 from stylelens.networks.discriminator import Discriminator, DiscriminatorConfig
 from stylelens.networks.stylegan2 import Generator, GeneratorConfig, channel_schedule
@@ -58,6 +59,17 @@ class ModelCard(BaseModel):
     num_ws: int = 0
     source: SourceInfo
     license: str = ""
+    # How the training faces sit in the frame; uploads are aligned to match. A card without
+    # it: ffhq, or synthfaces when its training data is SynthFaces (see _default_framing).
+    framing: Framing = Framing()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_framing(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("framing") is None:
+            kind = "synthfaces" if training_source(data) == "synthfaces" else "ffhq"
+            data = {**data, "framing": {"kind": kind}}
+        return data
 
     @model_validator(mode="after")
     def _derived_fields(self) -> ModelCard:
@@ -72,6 +84,16 @@ class ModelCard(BaseModel):
                 raise ValueError(f"{name}={given} does not match the generator config ({value})")
             setattr(self, name, value)
         return self
+
+
+def training_source(card: dict[str, Any] | ModelCard) -> str | None:
+    """The training data's ``source`` (e.g. ``synthfaces``) from a card written by
+    ``stylelens train``'s export; None for converted checkpoints."""
+    raw = card if isinstance(card, dict) else (card.model_extra or {})
+    training = raw.get("training")
+    data = training.get("data") if isinstance(training, dict) else None
+    source = data.get("source") if isinstance(data, dict) else None
+    return source if isinstance(source, str) else None
 
 
 def sha256_file(path: Path) -> str:

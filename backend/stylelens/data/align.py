@@ -1,14 +1,19 @@
-"""Face alignment: any photo in, an FFHQ-aligned square crop out.
+"""Face alignment: any photo in, a square crop framed the way the model's faces are out.
 
-StyleGAN2 models trained on FFHQ only reproduce faces placed the way FFHQ placed them: eyes level,
-eyes and mouth at fixed places. This module re-implements the FFHQ procedure (Karras et al. 2019,
-``ffhq-dataset``) from its description (``docs/alignment.md``):
+StyleGAN2 models only reproduce faces placed the way their training images placed them. Models
+trained on FFHQ saw faces upright, eyes level, eyes and mouth at fixed places; this module
+re-implements the FFHQ procedure (Karras et al. 2019, ``ffhq-dataset``) from its description
+(``docs/alignment.md``):
 
 1. find the faces and their landmarks (MediaPipe face detection + face mesh, models bundled in
    the wheel, so nothing is downloaded); the largest face is used;
 2. eye centres and mouth corners -> an oriented square (:func:`ffhq_quad`, pure maths);
 3. crop around the quad, pad with a blurred reflection where it leaves the photo, and resample
    the quad to ``resolution`` x ``resolution`` (:func:`warp_quad`).
+
+Models trained on SynthFaces saw faces drawn at varying places; with their framing
+(``stylelens.data.framing``) step 2 is :func:`framing_quad`: the photo's own centred square when
+the face already sits as the training faces do, else the square that puts it at their mean.
 
 Coordinates are continuous pixel coordinates, ``(x, y)``: pixel ``(0, 0)`` covers ``[0, 1)^2``.
 MediaPipe is imported only when a face is first detected; without it :class:`AlignUnavailable`
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
+from stylelens.data.framing import FFHQ, UNIT_SQUARE, Framing, fit_similarity
 from stylelens.errors import StyleLensError
 
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 4096
@@ -91,12 +97,17 @@ class AlignResult:
         landmarks: the points the crop was computed from, in the photo's coordinates.
         quad: ``float64 [4, 2]`` corners in the photo (top-left, bottom-left, bottom-right,
             top-right of the crop), see :func:`ffhq_quad`.
+        framing: the framing's kind (``ffhq``, ``synthfaces``).
+        kept_frame: the face already sat as the framing's faces do, so the crop is the photo's
+            own centred square, only resized (never for ``ffhq``).
     """
 
     image: Image.Image
     num_faces: int
     landmarks: FaceLandmarks
     quad: np.ndarray
+    framing: str = "ffhq"
+    kept_frame: bool = False
 
     def to_crop(self, points: np.ndarray) -> np.ndarray:
         """Photo coordinates ``[N, 2]`` -> coordinates in :attr:`image`."""
@@ -137,6 +148,33 @@ def ffhq_quad(landmarks: FaceLandmarks) -> np.ndarray:
     y = np.array([-x[1], x[0]])  # x turned by +90 degrees: points down the face
     c = eye_avg + 0.1 * eye_to_mouth
     return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+
+def framing_quad(
+    landmarks: FaceLandmarks, size: tuple[int, int], framing: Framing
+) -> tuple[np.ndarray, bool]:
+    """The crop square for a framing with template points (``synthfaces``), and whether it is
+    the photo's own frame: ``(float64 [4, 2] corners as in ffhq_quad, kept)``.
+
+    The photo's largest centred square is kept when the face's placement in it (the similarity
+    from the template points to the face's) lies within the framing's placement range: such a
+    face is already framed as the training faces were. Otherwise the square is the one that
+    puts the face's points on the template (the training faces' mean placement), as FFHQ does
+    for every face.
+
+    Raises:
+        ValueError: the framing has no template (``ffhq``: use :func:`ffhq_quad`).
+    """
+    framing = framing.resolved()
+    if framing.placement is None:
+        raise ValueError(f"the {framing.kind} framing has no template; use ffhq_quad")
+    template, points = framing.template(), landmarks.as_array()
+    w, h = size
+    side = min(w, h)
+    origin = np.array([(w - side) // 2, (h - side) // 2], float)  # as center_crop_resize
+    if framing.placement.contains(fit_similarity(template, (points - origin) / side)):
+        return origin + UNIT_SQUARE * side, True
+    return fit_similarity(template, points).apply(template, UNIT_SQUARE), False
 
 
 def quad_to_crop(quad: np.ndarray, points: np.ndarray, resolution: int) -> np.ndarray:
@@ -392,10 +430,15 @@ def find_landmarks(
 
 
 def align_face(
-    image: Image.Image, resolution: int, *, landmarker: FaceLandmarker | None = None
+    image: Image.Image,
+    resolution: int,
+    *,
+    framing: Framing = FFHQ,
+    landmarker: FaceLandmarker | None = None,
 ) -> AlignResult:
     """Detect the largest face in an upright RGB photo (see ``images.load_image``, which applies
-    the EXIF orientation) and return its FFHQ-aligned ``resolution`` x ``resolution`` crop.
+    the EXIF orientation) and return its ``resolution`` x ``resolution`` crop, framed as
+    ``framing`` says (the model card's ``framing``; default FFHQ's).
 
     Raises:
         ValueError: ``resolution`` is not a power of two in 16-4096.
@@ -404,6 +447,22 @@ def align_face(
     """
     check_resolution(resolution)
     landmarks, num_faces = find_landmarks(image, landmarker=landmarker)
-    quad = ffhq_quad(landmarks)
-    crop = warp_quad(image, quad, resolution)
-    return AlignResult(image=crop, num_faces=num_faces, landmarks=landmarks, quad=quad)
+    kept = False
+    if framing.kind == "ffhq":
+        quad = ffhq_quad(landmarks)
+    else:
+        quad, kept = framing_quad(landmarks, image.size, framing)
+    if kept:  # an axis-aligned square inside the photo: resized only, as center_crop_resize
+        left, top = (int(v) for v in quad[0])
+        side = int(quad[2, 0] - quad[0, 0])
+        crop = manual_crop(image, (left, top, left + side, top + side), resolution)
+    else:
+        crop = warp_quad(image, quad, resolution)
+    return AlignResult(
+        image=crop,
+        num_faces=num_faces,
+        landmarks=landmarks,
+        quad=quad,
+        framing=framing.kind,
+        kept_frame=kept,
+    )

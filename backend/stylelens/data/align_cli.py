@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from stylelens.cli_args import add_models_dir
 from stylelens.errors import StyleLensError
 from stylelens.settings import Settings
 
@@ -20,10 +21,19 @@ class AlignUsageError(StyleLensError):
 
 def register(subparsers: Any, settings: Settings) -> None:
     """Add ``align`` to the ``stylelens`` command's subparsers."""
-    del settings  # alignment has no deployment settings
-    p = subparsers.add_parser("align", help="FFHQ-align the largest face in a photo")
+    p = subparsers.add_parser(
+        "align", help="align the largest face in a photo (FFHQ's way, or a model's framing)"
+    )
     p.add_argument("image", type=Path, help="photo (JPEG, PNG, WebP...; EXIF rotation applied)")
-    p.add_argument("--res", type=int, default=256, help="output size (default: %(default)s)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="align to this model's framing (its card's) at its resolution; default: FFHQ's",
+    )
+    add_models_dir(p, settings)
+    p.add_argument(
+        "--res", type=int, default=None, help="output size (default: the model's, else 256)"
+    )
     p.add_argument("--out", type=Path, default=Path("aligned.png"),
                    help="output image, .png or .jpg (default: %(default)s)")  # fmt: skip
     p.set_defaults(func=cmd_align)
@@ -47,10 +57,17 @@ def _quiet_native_stderr() -> Iterator[None]:
 
 def cmd_align(args: argparse.Namespace) -> None:
     from stylelens.data.align import align_face, check_resolution
+    from stylelens.data.framing import FFHQ
     from stylelens.data.images import load_image
 
+    framing, res = FFHQ, args.res or 256
+    if args.model is not None:
+        from stylelens.checkpoints.native import load_card, model_dir_for
+
+        card = load_card(model_dir_for(args.models_dir, args.model))  # ModelNotFound: exit 2
+        framing, res = card.framing, args.res or card.generator.img_resolution
     try:
-        check_resolution(args.res)
+        check_resolution(res)
     except ValueError as exc:
         raise AlignUsageError(f"--res: {exc}") from None
     if args.out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
@@ -59,10 +76,11 @@ def cmd_align(args: argparse.Namespace) -> None:
         raise AlignUsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
     photo = load_image(args.image)
     with _quiet_native_stderr():
-        result = align_face(photo, args.res)
+        result = align_face(photo, res, framing=framing)
     try:
         result.image.save(args.out)
     except OSError as exc:
         raise AlignUsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     faces = "1 face" if result.num_faces == 1 else f"{result.num_faces} faces (used the largest)"
-    print(f"found {faces}; wrote {args.out} ({args.res}x{args.res})")
+    how = f"{framing.kind} framing" + (", own frame kept" if result.kept_frame else "")
+    print(f"found {faces}; wrote {args.out} ({res}x{res}, {how})")

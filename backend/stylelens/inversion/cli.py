@@ -6,11 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stylelens.cli_args import add_model, add_models_dir
 from stylelens.errors import StyleLensError
 from stylelens.settings import Settings
+
+if TYPE_CHECKING:
+    from stylelens.data.framing import Framing
 
 
 def _model_args(p: argparse.ArgumentParser, settings: Settings) -> None:
@@ -50,8 +53,9 @@ def register(subparsers: Any, settings: Settings) -> None:
         "--crop",
         choices=["auto", "align", "center"],
         default="auto",
-        help="align: FFHQ-align the largest face (needs the 'align' extra); center: the "
-        "centred square; auto: align when the extra is installed (default: %(default)s)",
+        help="align: align the largest face to the model's framing (its card's: FFHQ's, or "
+        "the SynthFaces renderer's; needs the 'align' extra); center: the centred square; "
+        "auto: align when the extra is installed (default: %(default)s)",
     )
     p.add_argument("--init", type=Path, default=None, help="start from this latent file")
     p.add_argument("--seed", type=int, default=0, help="seed of the run (default: 0)")
@@ -145,7 +149,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
         latent = load_latent(args.init)
         latent.check_fits(num_ws=G.num_ws, w_dim=G.w_dim, model_id=card.id)
         init = latent.ws
-    target_img, crop = _crop(photo, R, args.crop)
+    target_img, crop = _crop(photo, R, args.crop, card.framing)
     print(f"target: {crop}")
     target = to_tensor(target_img).to(device)
     perceptual = load_perceptual(
@@ -219,8 +223,9 @@ def cmd_invert(args: argparse.Namespace) -> None:
     )
 
 
-def _crop(photo: Any, resolution: int, mode: str) -> tuple[Any, str]:
-    """(target image, how it was made) for ``--crop``; align errors are StyleLensErrors."""
+def _crop(photo: Any, resolution: int, mode: str, framing: Framing) -> tuple[Any, str]:
+    """(target image, how it was made) for ``--crop``, aligned to ``framing`` (the model
+    card's); align errors are StyleLensErrors."""
     from stylelens.data.align import AlignUnavailable, NoFaceFound, align_face
     from stylelens.data.align_cli import _quiet_native_stderr
     from stylelens.data.images import center_crop_resize
@@ -228,8 +233,11 @@ def _crop(photo: Any, resolution: int, mode: str) -> tuple[Any, str]:
     if mode != "center":
         try:
             with _quiet_native_stderr():
-                aligned = align_face(photo, resolution)
-            return aligned.image, f"FFHQ-aligned ({aligned.num_faces} face(s) found, largest used)"
+                aligned = align_face(photo, resolution, framing=framing)
+            how = f"{aligned.framing}-aligned"
+            if aligned.kept_frame:
+                how += " (the face already sits as the model's faces do: its own square is kept)"
+            return aligned.image, f"{how}, {aligned.num_faces} face(s) found, largest used"
         except AlignUnavailable:
             if mode == "align":
                 raise

@@ -20,6 +20,7 @@ from stylelens.checkpoints.native import (
     save_model,
     sha256_file,
 )
+from stylelens.data.framing import Framing
 from stylelens.data.sources import SYNTHFACES
 from stylelens.errors import TrainingError
 from stylelens.networks.stylegan2 import Generator
@@ -42,6 +43,16 @@ def _license(data: dict[str, Any], init_model: dict[str, Any] | None) -> str:
             f"{init_model.get('license') or 'unknown'}"
         )
     return text
+
+
+def _framing(data: dict[str, Any]) -> Framing | None:
+    """SynthFaces runs: the renderer's framing, derived now, so the card keeps the one its
+    faces were drawn in; other data: None (the card's default, FFHQ's)."""
+    if data.get("source") != SYNTHFACES:
+        return None
+    from stylelens.data.synthfaces.framing import derive_framing
+
+    return derive_framing()
 
 
 def export_run(
@@ -115,6 +126,7 @@ def export_run(
                 converted_at=now_iso(),
             ),
             "license": _license(record.data, record.init_model),
+            "framing": _framing(record.data),
             "training": training,  # an extra field: the card keeps unknown fields
         }
     )

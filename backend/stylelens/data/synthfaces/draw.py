@@ -29,6 +29,14 @@ from stylelens.data.synthfaces.params import BEARDS, GLASSES, HAIR_STYLES, FaceP
 
 MIN_RESOLUTION, MAX_RESOLUTION = 64, 512
 
+# Where the eyes and the mouth sit on the head, as longitude / latitude (radians) on its sphere
+# (``_Head.on_sphere``). The drawing and ``landmarks`` (which face alignment derives the
+# SynthFaces framing from) both read them, so the two cannot drift apart.
+EYE_LON, EYE_LAT = 0.42, -0.06  # the longitude is scaled by the face's eye_spacing
+MOUTH_LAT = 0.68
+MOUTH_HALF_WIDTH = 0.12  # x head_scale x mouth_width x foreshortening
+SMILE_LIFT = 0.055  # the mouth corners rise by smile x this x head_scale
+
 # ----------------------------------------------------------------------------------------------
 # Drawing primitives. Units: the image spans [-1, 1] in x (left to right) and y (top to bottom).
 
@@ -343,7 +351,7 @@ def _beard(h: _Head, p: FaceParams, hair: np.ndarray, rng: np.random.Generator) 
     uu = u - shear
     taper = 1.0 - 0.18 * np.clip(v / h.b, 0, 1) ** 2
     face = _ellipse(uu / taper, v, h.a, h.b)
-    _, mv, _ = h.on_sphere(0.0, 0.68)
+    _, mv, _ = h.on_sphere(0.0, MOUTH_LAT)
     top = mv - 0.1 * h.s + 0.1 * h.s * (uu / h.a) ** 2  # below the cheekbones, over the lip
     jaw_color = hair * 0.8 if p.hair_lightness > 0.15 else hair
     if kind == "stubble":
@@ -357,15 +365,15 @@ def _beard(h: _Head, p: FaceParams, hair: np.ndarray, rng: np.random.Generator) 
 
 
 def _mouth(h: _Head, p: FaceParams, skin: np.ndarray) -> None:
-    cu, cv, sq = h.on_sphere(0.0, 0.68)
-    w = 0.12 * h.s * p.mouth_width * sq
+    cu, cv, sq = h.on_sphere(0.0, MOUTH_LAT)
+    w = MOUTH_HALF_WIDTH * h.s * p.mouth_width * sq
     win = h.window(cu, cv, w + 0.03 * h.s + 0.12 * h.s)
     if win is None:
         return
     dst, u, v = win
     x = (u - cu) / w
     inside = np.clip(1 - x * x, 0, 1)  # 1 at the centre, 0 at the corners
-    line = cv - p.smile * 0.055 * h.s * (1 - inside)  # corners up when smiling
+    line = cv - p.smile * SMILE_LIFT * h.s * (1 - inside)  # corners up when smiling
     gap = p.mouth_open * 0.085 * h.s * np.sqrt(inside) * (1 + 0.3 * max(p.smile, 0))
     upper, lower = line - 0.35 * gap, line + 0.65 * gap
     lip_u = 0.018 * h.s * p.lip_fullness * np.sqrt(inside) + 1e-4
@@ -398,7 +406,7 @@ def _mouth(h: _Head, p: FaceParams, skin: np.ndarray) -> None:
 def _eyes(h: _Head, p: FaceParams, skin: np.ndarray, hair: np.ndarray) -> None:
     light_u = 0.4 * p.light
     for side in (-1.0, 1.0):
-        eu, ev, sq = h.on_sphere(side * 0.42 * p.eye_spacing, -0.06)
+        eu, ev, sq = h.on_sphere(side * EYE_LON * p.eye_spacing, EYE_LAT)
         ew = 0.075 * h.s * p.eye_size * sq
         eh = 0.042 * h.s * p.eye_size * (0.08 + 0.92 * p.eye_open)
         win = h.window(eu, ev - 0.05 * h.s, 0.14 * h.s)
@@ -453,7 +461,7 @@ def _glasses(h: _Head, p: FaceParams) -> None:
     width = 0.012 * h.s
     centres = []
     for side in (-1.0, 1.0):
-        eu, ev, sq = h.on_sphere(side * 0.42 * p.eye_spacing, -0.06)
+        eu, ev, sq = h.on_sphere(side * EYE_LON * p.eye_spacing, EYE_LAT)
         centres.append((eu, ev, sq))
         rw, rh = 0.1 * h.s * sq, 0.078 * h.s
         win = h.window(eu, ev, 0.12 * h.s)
@@ -526,6 +534,27 @@ def _hair_front(
     sheen = 0.3 * np.exp(-(((lam - 0.9) / 0.08) ** 2)) * (0.3 + p.hair_lightness)
     col = hair * (0.55 + 0.55 * lam)[..., None] * tex[..., None] + sheen[..., None] * 0.5
     _blend(dst, np.clip(col, 0, 1), _cov(d, h.px))
+
+
+def landmarks(params: FaceParams) -> np.ndarray:
+    """Where the face's alignment points are drawn: ``float64 [4, 2]``, (x, y) as fractions of
+    the image's side (x right, y down; the same at every resolution).
+
+    Rows: the centre of the eye on the image's left, of the eye on the right, then the mouth's
+    left and right corners: the points FFHQ alignment uses (``stylelens.data.align``). An eye's
+    centre is the middle of its almond (where ``_eyes`` centres it), a corner is where the lip
+    line ends (``_mouth``), smile included.
+    """
+    h = _Head(np.zeros((1, 1, 3), np.float32), np.zeros(1, np.float32), params)  # geometry only
+    points = []
+    for side in (-1.0, 1.0):
+        eu, ev, _ = h.on_sphere(side * EYE_LON * params.eye_spacing, EYE_LAT)
+        points.append(h.to_image(eu, ev))
+    cu, cv, sq = h.on_sphere(0.0, MOUTH_LAT)
+    w = MOUTH_HALF_WIDTH * h.s * params.mouth_width * sq
+    corner_v = cv - params.smile * SMILE_LIFT * h.s
+    points += [h.to_image(cu - w, corner_v), h.to_image(cu + w, corner_v)]
+    return (np.array(points, np.float64) + 1.0) / 2.0  # image units [-1, 1] -> [0, 1]
 
 
 def render(params: FaceParams, resolution: int, *, supersample: int = 1) -> np.ndarray:
