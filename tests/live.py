@@ -38,3 +38,39 @@ def live_server(app: FastAPI, **config: object) -> Iterator[str]:
     finally:
         srv.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def server_process(env: dict[str, str], *, port: int | None = None) -> Iterator[tuple[str, object]]:
+    """``stylelens serve`` in a child process (so a test can ``kill -9`` it); yields its base
+    URL and the ``Popen``. Settings come from ``env`` (``STYLELENS_*``)."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "stylelens.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(1200):
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise AssertionError(f"the server exited ({proc.returncode}): {err[-2000:]}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the server did not answer /healthz")
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)

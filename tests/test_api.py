@@ -211,23 +211,64 @@ def test_cancel_stops_the_job(client: TestClient) -> None:
     assert client.get("/healthz").json()["pending"] == 0
 
 
-def test_disconnect_cancels_the_session_jobs(client: TestClient) -> None:
+def wait_idle(worker: Any, timeout_s: float = 30) -> None:
+    import time
+
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        if worker.pending() == 0 and worker._running is None:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the worker is still busy")
+
+
+def test_a_reload_finds_its_inversion_still_streaming(client: TestClient) -> None:
     sid = new_session(client)
     upload(client, sid)
-    worker = client.app.state.worker  # type: ignore[attr-defined]
     with client.websocket_connect(f"/api/ws?session={sid}") as ws:
         ws.receive_json()
-        ws.send_json({"type": "start_inversion", "engine": "adam", "steps": 1000})
-        receive_until(ws, "progress")
-    for _ in range(200):  # the worker notices within one step
-        if worker.pending() == 0 and worker._running is None:
-            break
-        import time
+        ws.send_json({"type": "start_inversion", "engine": "adam", "steps": 60})
+        job = receive_until(ws, "progress")[0][-1]["job"]
+    with client.websocket_connect(f"/api/ws?session={sid}") as ws:  # the page reloaded
+        running = ws.receive_json()["running"]
+        assert running["job"] == job and 0 < running["step"] < 60 and running["total"] == 60
+        events, frames = receive_until(ws, "done")
+    assert {e["job"] for e in events} == {job} and frames and {f.job for f in frames} == {job}
+    assert events[-1]["kind"] == "inversion"
 
-        time.sleep(0.02)
-    assert worker.pending() == 0 and worker._running is None
-    _, latent = client.app.state.storage.session_state(sid)  # type: ignore[attr-defined]
-    assert latent is None  # the cancelled inversion stored nothing
+
+def test_an_inversion_whose_page_went_away_keeps_its_latent(
+    app_models: Path, tmp_path: Path
+) -> None:
+    settings = settings_for(app_models, tmp_path / "d", reconnect_grace_s=0.3)
+    with TestClient(create_app(settings)) as c:
+        sid = new_session(c)
+        upload(c, sid)
+        with c.websocket_connect(f"/api/ws?session={sid}") as ws:
+            ws.receive_json()
+            ws.send_json({"type": "start_inversion", "engine": "adam", "steps": 1000})
+            for _ in range(3):
+                step = receive_until(ws, "progress")[0][-1]["step"]
+        wait_idle(c.app.state.worker)  # type: ignore[attr-defined]
+        assert c.app.state.storage.session_state(sid)[1] is None  # type: ignore[attr-defined]
+        with c.websocket_connect(f"/api/ws?session={sid}") as ws:
+            hello = ws.receive_json()
+            gone = hello["interrupted"]
+            assert hello["running"] is None and gone["reason"] == "disconnected"
+            assert step <= gone["step"] < 1000 and gone["engine"] == "adam"
+            path = tmp_path / "checkpoint.safetensors"
+            path.write_bytes(c.get(gone["latent_url"]).content)
+            assert load_latent(path).ws.shape[0] == 1
+            ws.send_json({"type": "start_inversion", "engine": "adam", "steps": 3,
+                          "init_latent": gone["latent"]})  # fmt: skip
+            assert receive_until(ws, "done")[0][-1]["kind"] == "inversion"
+            ws.send_json({"type": "use_latent", "latent": gone["latent"]})
+            done = receive_until(ws, "done")[0][-1]
+            assert done["kind"] == "use_latent" and done["latent"] == gone["latent"]
+            ws.send_json({"type": "use_latent", "latent": "AAAAAAAAAAAAAAAAAAAAAA"})
+            assert receive_until(ws, "error")[0][-1]["code"] == "no_latent"
+        with c.websocket_connect(f"/api/ws?session={sid}") as ws:
+            assert ws.receive_json()["interrupted"] is None  # taken: no longer offered
 
 
 def test_two_clients_are_isolated(client: TestClient) -> None:
@@ -283,6 +324,16 @@ def test_malformed_messages_get_errors_and_the_socket_lives(client: TestClient) 
     assert client.get("/healthz").status_code == 200
 
 
+def refused_with(c: TestClient, url: str, **headers: str) -> int:
+    """The close code a refused websocket ends with, right after its handshake."""
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        c.websocket_connect(url, headers=headers) as ws,
+    ):
+        ws.receive_json()
+    return refused.value.code
+
+
 def test_unknown_session_and_token(app_models: Path, tmp_path: Path) -> None:
     settings = settings_for(app_models, tmp_path / "d", auth_token="s3cret")
     with TestClient(create_app(settings)) as c:
@@ -290,18 +341,12 @@ def test_unknown_session_and_token(app_models: Path, tmp_path: Path) -> None:
         r = c.post("/api/sessions", headers={"Authorization": "Bearer s3cret"})
         sid = r.json()["id"]
         assert c.get(f"/api/sessions/{sid}?token=s3cret").status_code == 200
-        with pytest.raises(WebSocketDisconnect) as refused:
-            c.websocket_connect(f"/api/ws?session={sid}").__enter__()
-        assert refused.value.code == 4401
+        assert refused_with(c, f"/api/ws?session={sid}") == 4401
         with c.websocket_connect(f"/api/ws?session={sid}&token=s3cret") as ws:
             assert ws.receive_json()["type"] == "hello"
-        evil = {"origin": "http://evil.example"}
-        with pytest.raises(WebSocketDisconnect) as refused:
-            c.websocket_connect(f"/api/ws?session={sid}&token=s3cret", headers=evil).__enter__()
-        assert refused.value.code == 4403
-        with pytest.raises(WebSocketDisconnect) as refused:
-            c.websocket_connect("/api/ws?session=nope&token=s3cret").__enter__()
-        assert refused.value.code == 4404
+        evil = "http://evil.example"
+        assert refused_with(c, f"/api/ws?session={sid}&token=s3cret", origin=evil) == 4403
+        assert refused_with(c, "/api/ws?session=nope&token=s3cret") == 4404
 
 
 def test_foreign_host_is_refused_without_a_token(client: TestClient) -> None:
@@ -478,3 +523,66 @@ def test_upload_of_a_photo_is_face_aligned(client: TestClient) -> None:
     Image.fromarray(data.astronaut()).save(buf, "JPEG", quality=92)
     body = upload(client, new_session(client), buf.getvalue()).json()
     assert body["aligned"] is True and body["faces"] == 1, body
+
+
+@pytest.mark.parametrize(
+    ("scales", "why"),
+    [
+        ('{"smile": NaN}', "NaN"),
+        ('{"smile": Infinity}', "infinity"),
+        ('{"smile": -Infinity}', "minus infinity"),
+        ('{"smile": 1e308}', "out of range"),
+        ('{"smile": 3.5}', "just past the slider's end"),
+        ('{"nope": 1}', "unknown direction"),
+    ],
+)
+def test_non_finite_and_out_of_range_sliders_are_refused(
+    client: TestClient, scales: str, why: str
+) -> None:
+    sid = new_session(client)
+    with client.websocket_connect(f"/api/ws?session={sid}") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "random_face", "seed": 3})
+        receive_until(ws, "done")
+        for kind in ("render_edit", "commit"):
+            ws.send_text(f'{{"type": "{kind}", "scales": {scales}}}')
+            event = ws.receive_json()
+            assert event["type"] == "error" and event["code"] == "invalid", (why, kind, event)
+            assert "scales" in event["message"], event
+        ws.send_json({"type": "render_edit", "scales": {"smile": 3.0}})  # the range's end is fine
+        receive_until(ws, "queued")
+        while (msg := ws.receive()).get("bytes") is None:
+            assert json.loads(msg["text"])["type"] != "error", msg
+        assert Frame.decode(msg["bytes"]).kind == "edit"
+    assert client.get(f"/api/sessions/{sid}").json()["results"] == []  # nothing was stored
+
+
+def test_a_non_finite_latent_is_never_loaded_or_made(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from stylelens.latents import Latent, LatentError
+
+    ws = torch.zeros(1, 4, 8)
+    ws[0, 1, 2] = float("nan")
+    save_file({"ws": ws}, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(LatentError, match="NaN or infinite"):
+        load_latent(tmp_path / "nan.safetensors")
+    with pytest.raises(LatentError, match=r"noise\.b8"):
+        Latent(torch.zeros(1, 4, 8), {"b8.conv0": torch.full((1, 1, 8, 8), float("inf"))})
+
+
+def test_a_server_stopped_mid_inversion_offers_it_after_the_restart(
+    app_models: Path, tmp_path: Path
+) -> None:
+    settings = settings_for(app_models, tmp_path / "d")
+    with TestClient(create_app(settings)) as c:
+        sid = new_session(c)
+        upload(c, sid)
+        with c.websocket_connect(f"/api/ws?session={sid}") as ws:
+            ws.receive_json()
+            ws.send_json({"type": "start_inversion", "engine": "adam", "steps": 1000})
+            step = receive_until(ws, "progress")[0][-1]["step"]
+    # the TestClient stopped the app (lifespan shutdown), as SIGTERM or `docker stop` would
+    with TestClient(create_app(settings)) as c, c.websocket_connect(f"/api/ws?session={sid}") as ws:
+        gone = ws.receive_json()["interrupted"]
+        assert gone["reason"] == "restart" and step <= gone["step"] < 1000

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import anyio
 import pytest
@@ -39,13 +39,9 @@ from starlette.websockets import WebSocketDisconnect
 
 from stylelens.api.app import create_app
 from stylelens.api.protocol import (
-    Accept,
-    Cancel,
     ClientMessage,
     Frame,
-    ProtocolError,
     ServerEvent,
-    parse_client_message,
 )
 from tests.test_api import app_models, png_bytes, settings_for  # noqa: F401
 
@@ -293,35 +289,15 @@ def test_every_route_is_fuzzed(target: Target) -> None:
     assert not missing, f"routes without a fuzz generator: {sorted(missing)}"
 
 
-JSON_BODY_ROUTES = ("/api/sessions", "/api/sessions/{sid}/uploads/{crop_id}/crop")
-
-
-def open_http_defect(route: str, req: dict[str, Any]) -> str | None:
-    """The defect a request runs into, of those the fuzz found that are not fixed yet."""
-    body = req.get("content")
-    if route in JSON_BODY_ROUTES and req["method"] == "POST" and isinstance(body, bytes):
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            return "echoed-input-500"  # FastAPI's 422 cannot encode the bytes it echoes
-        if _has_non_finite(text):
-            return "echoed-input-500"  # nor NaN / Infinity (not JSON)
-    return None
-
-
 def test_fuzz_http_routes(target: Target) -> None:
     @settings(FUZZ, max_examples=HTTP_CASES)
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         req = data.draw(http_request(target))
-        route = req.pop("route")
+        req.pop("route")
         r = target.client.request(**req)
         target.counts["http"] += 1
         target.counts[f"http {r.status_code}"] += 1
-        defect = open_http_defect(route, req)
-        if defect is not None:  # reported, not fixed yet: its own xfail test below
-            target.counts[defect] += 1
-            return
         check_reply(r.status_code, r.text, {k: str(v)[:200] for k, v in req.items()})
 
     run()
@@ -491,34 +467,11 @@ def _has_non_finite(text: str) -> bool:
     return False
 
 
-def _lone_surrogate(text: str) -> bool:
-    return any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
-
-
-def open_ws_defect(message: str | bytes) -> str | None:
-    """The defect a message runs into, of those the fuzz found that are not fixed yet."""
-    if isinstance(message, bytes):
-        return None
-    try:
-        msg = parse_client_message(message)
-    except RecursionError:  # parsed in a deeper stack than the server's: a little early
-        return "deep-json-ends-the-socket"
-    except ProtocolError:
-        return None
-    if isinstance(msg, Cancel | Accept) and _lone_surrogate(msg.job):
-        return "echoed-surrogate-stops-the-sender"
-    return None
-
-
 def test_fuzz_websocket_messages(target: Target, socket: Socket) -> None:
     @settings(FUZZ, max_examples=WS_MESSAGE_CASES)
     @given(message=WS_MESSAGE)
     def run(message: str | bytes) -> None:
         target.counts["ws"] += 1
-        defect = open_ws_defect(message)
-        if defect is not None:  # reported, not fixed yet: its own xfail test below
-            target.counts[defect] += 1
-            return
         socket.send(message)
         events = socket.sync(message)
         if isinstance(message, str) and _has_non_finite(message):  # NaN, Infinity: refused
@@ -549,23 +502,12 @@ def handshake(draw: st.DrawFn, t: Target) -> tuple[str, dict[str, str]]:
     return f"/api/ws?{params}", headers
 
 
-def _unparsable_origin(origin: str | None) -> bool:
-    try:
-        urlsplit(origin or "")
-    except ValueError:
-        return True
-    return False
-
-
 def test_fuzz_websocket_handshake(target: Target) -> None:
     @settings(FUZZ, max_examples=WS_HANDSHAKE_CASES)
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         url, headers = data.draw(handshake(target))
         target.counts["handshake"] += 1
-        if _unparsable_origin(headers.get("origin")):  # reported, not fixed yet: xfail below
-            target.counts["unparsable-origin-500"] += 1
-            return
         try:
             with target.client.websocket_connect(url, headers=headers) as ws:
                 msg = ws.receive()
@@ -582,17 +524,11 @@ def test_fuzz_websocket_handshake(target: Target) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# Defects the fuzz found, outside this change's files: reported, not fixed here. The fuzz
-# above does not check their inputs (open_http_defect, open_ws_defect); these tests do, and
-# will pass (failing as XPASS, strict) once a fix lands: then drop the mark and the filter.
+# Defects the fuzz found (issue 18), each kept as a test of its own: 500s from FastAPI's 422
+# echoing undecodable bodies, deep JSON ending the socket, an echoed lone surrogate stopping
+# the sender, an unparsable Origin failing the handshake.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FastAPI's default 422 handler echoes the request body; a body of non-UTF-8 bytes "
-    "or with NaN/Infinity cannot be encoded, so the 422 becomes a 500 (POST /api/sessions, "
-    "POST .../crop)",
-)
 def test_json_routes_answer_undecodable_or_non_finite_bodies_with_422(target: Target) -> None:
     crop = f"/api/sessions/{target.sid}/uploads/{target.items[0]}/crop"
     for url in ("/api/sessions", crop):
@@ -605,11 +541,6 @@ def test_json_routes_answer_undecodable_or_non_finite_bodies_with_422(target: Ta
             check_reply(r.status_code, r.text, (url, body))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JSON nested ~1000 deep makes parse_client_message raise RecursionError, which ends "
-    "the websocket's receive loop: no error event, no close code, the session's jobs cancelled",
-)
 def test_deeply_nested_json_gets_an_error_and_the_socket_lives(target: Target) -> None:
     s = Socket(target, target.other_sid, timeout_s=3.0)
     try:
@@ -620,12 +551,6 @@ def test_deeply_nested_json_gets_an_error_and_the_socket_lives(target: Target) -
         s.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cancel/accept with a job id holding a lone surrogate (JSON '\\ud800'): the "
-    "unknown_job error echoes it, event_json raises in the hub's sender task, which dies: "
-    "the socket sends nothing more",
-)
 def test_a_job_id_with_a_lone_surrogate_gets_an_error_and_the_socket_lives(
     target: Target,
 ) -> None:
@@ -634,19 +559,14 @@ def test_a_job_id_with_a_lone_surrogate_gets_an_error_and_the_socket_lives(
         for kind in ("cancel", "accept"):
             s.send(json.dumps({"type": kind, "job": "\ud800"}))
             events = s.sync(kind)
-            assert events and events[0]["code"] == "unknown_job", events
+            assert events and events[0]["code"] == "invalid", events  # not a job id: not echoed
     finally:
         s.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an Origin header urlsplit cannot parse ('http://[::1') raises ValueError in "
-    "_origin_ok during the handshake: HTTP 500 instead of the 4403 refusal",
-)
 def test_an_unparsable_origin_is_refused_with_4403(target: Target) -> None:
     with pytest.raises(WebSocketDisconnect) as refused:
         url = f"/api/ws?session={target.sid}"
         with target.client.websocket_connect(url, headers={"origin": "http://[::1"}) as ws:
-            ws.receive()
+            ws.receive_json()
     assert refused.value.code == 4403

@@ -3,6 +3,8 @@ can read, secrets kept out of the access log, inversions surviving a crash."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import httpx
@@ -11,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from stylelens.api.app import create_app
-from tests.live import live_server
+from tests.live import live_server, server_process
 from tests.test_api import app_models, settings_for  # noqa: F401  (the fixture is reused)
 
 
@@ -75,3 +77,70 @@ def test_redact_keeps_the_rest_of_the_line() -> None:
     assert redact(f"FileNotFoundError: data/sessions/{sid}/i.png") == (
         "FileNotFoundError: data/sessions/AbCdEf…/i.png"
     )
+
+
+def _events_until(ws: object, want: str, limit: int = 5000) -> list[dict]:
+    events = []
+    for _ in range(limit):
+        msg = ws.recv(timeout=60)  # type: ignore[attr-defined]
+        if isinstance(msg, bytes):
+            continue
+        event = json.loads(msg)
+        events.append(event)
+        if event["type"] == want:
+            return events
+    raise AssertionError(f"no {want!r} in {limit} messages: {events[-3:]}")
+
+
+def test_kill_9_keeps_results_and_offers_the_interrupted_inversion(
+    app_models: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from stylelens.latents import load_latent
+    from tests.test_api import png_bytes
+
+    env = {
+        "STYLELENS_MODELS_DIR": str(app_models),
+        "STYLELENS_DEFAULT_MODEL": "tiny",
+        "STYLELENS_DATA_DIR": str(tmp_path / "data"),
+        "STYLELENS_DEVICE": "cpu",
+        "STYLELENS_PERCEPTUAL": "ms-ssim",
+        "STYLELENS_CHECKPOINT_INTERVAL_S": "0.2",
+        "OMP_NUM_THREADS": "1",
+    }
+    with server_process(env) as (base, proc):
+        sid = httpx.post(f"{base}/api/sessions").json()["id"]
+        files = {"file": ("face.png", png_bytes(), "image/png")}
+        assert httpx.post(f"{base}/api/sessions/{sid}/uploads", files=files).status_code == 200
+        with connect(f"{base.replace('http', 'ws')}/api/ws?session={sid}") as ws:
+            ws.recv(timeout=30)
+            ws.send(json.dumps({"type": "random_face", "seed": 5}))
+            _events_until(ws, "done")
+            ws.send(json.dumps({"type": "commit", "truncation": 0.7}))
+            committed = _events_until(ws, "done")[-1]
+            kept = {u: httpx.get(base + committed[u]).content for u in ("result_url", "latent_url")}
+            ws.send(json.dumps({"type": "start_inversion", "engine": "adam", "steps": 1000}))
+            steps = [_events_until(ws, "progress")[-1]["step"]]
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 1.5:  # several checkpoints' worth of steps
+                steps.append(_events_until(ws, "progress")[-1]["step"])
+            proc.kill()  # type: ignore[attr-defined]  # SIGKILL: no shutdown code runs
+            proc.wait(10)  # type: ignore[attr-defined]
+    with server_process(env) as (base, _):
+        for url, data in kept.items():
+            assert httpx.get(base + committed[url]).content == data, url  # byte-identical
+        with connect(f"{base.replace('http', 'ws')}/api/ws?session={sid}") as ws:
+            hello = json.loads(ws.recv(timeout=30))
+            gone = hello["interrupted"]
+            assert gone is not None and gone["reason"] == "restart", hello
+            assert 0 < gone["step"] <= max(steps) and gone["total"] == 1000
+            assert [r["url"] for r in hello["session"]["results"]] == [committed["result_url"]]
+            path = tmp_path / "checkpoint.safetensors"
+            path.write_bytes(httpx.get(base + gone["latent_url"]).content)
+            assert load_latent(path).model == "tiny"
+            ws.send(json.dumps({"type": "use_latent", "latent": gone["latent"]}))
+            assert _events_until(ws, "done")[-1]["kind"] == "use_latent"
+            ws.send(json.dumps({"type": "render_edit"}))
+            while not isinstance(frame := ws.recv(timeout=30), bytes):
+                assert json.loads(frame)["type"] != "error", frame
+        assert httpx.get(f"{base}/healthz").status_code == 200

@@ -46,4 +46,6 @@ class Settings(BaseSettings):
     preview_interval_ms: int = 100  # at most one preview frame per connection this often
     queue_max: int = 64  # pending jobs of all sessions together; beyond it: "busy"
     queue_per_session: int = 8  # pending jobs of one session; beyond it that session: "busy"
+    checkpoint_interval_s: float = 5.0  # a running inversion's latent is saved this often
+    reconnect_grace_s: float = 60.0  # an inversion whose page went away runs on this long
     session_ttl_hours: float = 72.0  # sessions idle this long are deleted with their files

@@ -27,7 +27,8 @@ from fastapi import (
     UploadFile,
     WebSocket,
 )
-from fastapi.responses import FileResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -54,6 +55,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     expired = await asyncio.to_thread(storage.expire, settings.session_ttl_hours * 3600)
     if expired:
         log.info("removed %d expired sessions", len(expired))
+    interrupted = await asyncio.to_thread(storage.interrupt_running)
+    if interrupted:  # the previous server died with these running: offered to their sessions
+        log.info(
+            "%d inversions were interrupted by a crash; their last latents are kept", interrupted
+        )
 
     def load() -> Runtimes:  # on the worker's thread: the only thread that runs the model
         runtimes = Runtimes.load(settings, storage)
@@ -68,6 +74,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         queue_max=settings.queue_max,
         queue_per_session=settings.queue_per_session,
         preview_interval_s=settings.preview_interval_ms / 1000,
+        checkpoint_interval_s=settings.checkpoint_interval_s,
+        reconnect_grace_s=settings.reconnect_grace_s,
     )
     worker.start()
     runtimes = await asyncio.wrap_future(worker.ready)
@@ -446,13 +454,33 @@ def build_router(settings: Settings) -> APIRouter:
     return router
 
 
+def interrupted_inversion(storage: Storage, sid: str) -> p.Interrupted | None:
+    """The session's inversion that stopped unfinished (its checkpoint), if any."""
+    c = storage.checkpoint(sid)
+    if c is None or c.status == "running" or storage.get(sid, c.latent, "latent") is None:
+        return None
+    return p.Interrupted(
+        job=c.job,
+        engine=c.engine,
+        step=c.step,
+        total=c.total,
+        upload=c.upload,
+        latent=c.latent,
+        latent_url=f"/api/sessions/{sid}/files/{c.latent}",
+        reason="restart" if c.status == "restart" else "disconnected",
+    )
+
+
 def _origin_ok(ws: WebSocket, settings: Settings) -> bool:
     origin = ws.headers.get("origin")
     if origin is None:  # not a browser (tests, tools): the token (if any) is the guard
         return True
     if origin in settings.allowed_origins:
         return True
-    return urlsplit(origin).netloc == ws.headers.get("host")
+    try:
+        return urlsplit(origin).netloc == ws.headers.get("host")
+    except ValueError:  # not a URL (``http://[::1``): not an origin we allow
+        return False
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
@@ -464,20 +492,24 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     worker = app.state.worker
     runtimes = app.state.runtimes
     sid = ws.query_params.get("session", "")
+    refusal = None
     if not _token_ok(settings, ws.headers.get("authorization"), ws.query_params.get("token")):
-        await ws.close(code=4401, reason="access token needed")
-        return
-    if not _origin_ok(ws, settings):
-        await ws.close(code=4403, reason="origin not allowed")
-        return
-    if not storage.has_session(sid):
-        await ws.close(code=4404, reason="no such session")
-        return
+        refusal = (4401, "access token needed")
+    elif not _origin_ok(ws, settings):
+        refusal = (4403, "origin not allowed")
+    elif not storage.has_session(sid):
+        refusal = (4404, "no such session")
+    # Accept, then close with the code: a close before the handshake reaches a browser as an
+    # HTTP 403 (close code 1006), which a client cannot tell from a network failure.
     await ws.accept()
+    if refusal is not None:
+        await ws.close(code=refusal[0], reason=refusal[1])
+        return
     storage.touch(sid)
     runtime = runtimes.for_session(sid)
     touched = time.monotonic()
     conn = hub.connect(sid, ws)
+    running = worker.attach(sid)  # an inversion of this session streams on to this socket
     conn.push(
         p.Hello(
             session=session_info(storage, sid),
@@ -493,6 +525,8 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             model=runtime.model_info(),
             models=model_choices(runtimes),
             directions=runtime.direction_infos(),
+            running=running,
+            interrupted=interrupted_inversion(storage, sid),
         )
     )
     sender = asyncio.create_task(conn.run_sender())
@@ -512,6 +546,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
                 handle_message(conn, p.parse_client_message(text), worker, settings)
             except p.ProtocolError as e:
                 conn.push(p.Error(code=e.code, message=e.message))  # type: ignore[arg-type]
+            except Exception as e:  # a bug of ours: say so, keep the socket
+                log.exception("message of %s failed", sid[:6])
+                conn.push(p.Error(code="internal", message=f"{type(e).__name__}"))
     except Exception as e:  # a broken socket; the session's jobs are dropped below
         log.debug("websocket of %s ended: %s", sid[:6], e)
     finally:
@@ -519,7 +556,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender
         if hub.disconnect(conn):
-            worker.cancel_session(sid)
+            worker.detach(sid)  # its inversion runs on for a reconnect (reconnect_grace_s)
             runtimes.forget(sid)  # its latent is read from disk again if it comes back
 
 
@@ -537,7 +574,13 @@ def handle_message(conn: Connection, msg: Any, worker: Any, settings: Settings) 
                 raise p.ProtocolError(
                     "invalid", f"steps: at most {settings.max_steps} on this server"
                 )
-            worker.submit_inversion(sid, engine=msg.engine, steps=msg.steps, upload=msg.upload)
+            worker.submit_inversion(
+                sid,
+                engine=msg.engine,
+                steps=msg.steps,
+                upload=msg.upload,
+                init_latent=msg.init_latent,
+            )
         elif isinstance(msg, p.Cancel):
             if not worker.cancel(sid, msg.job):
                 conn.push(p.Error(code="unknown_job", job=msg.job, message="no such job to cancel"))
@@ -545,14 +588,43 @@ def handle_message(conn: Connection, msg: Any, worker: Any, settings: Settings) 
             if not worker.accept(sid, msg.job):
                 conn.push(p.Error(code="unknown_job", job=msg.job, message="no such inversion"))
         elif isinstance(msg, p.RenderEdit):
+            msg.check_scales(_sliders(worker, sid))
             job = worker.submit_render(sid, msg)
             conn.push(p.Queued(job=job, kind="render", position=0))
         elif isinstance(msg, p.Commit):
+            msg.check_scales(_sliders(worker, sid))
             worker.submit_commit(sid, msg)
         elif isinstance(msg, p.RandomFace):
             worker.submit_random(sid, msg.seed)
+        elif isinstance(msg, p.UseLatent):
+            worker.submit_use_latent(sid, msg.latent)
     except Busy as e:
         conn.push(p.Error(code="busy", message=str(e)))
+
+
+def _sliders(worker: Any, sid: str) -> dict[str, tuple[float, float]]:
+    return {d.name: d.slider for d in worker.runtimes.for_session(sid).direction_infos()}
+
+
+def _printable(value: object) -> str | int:
+    if isinstance(value, int):
+        return value
+    return str(value).encode("utf-8", "replace").decode("utf-8")[:200]
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 that names where and what, without echoing the input: FastAPI's own echoes it,
+    and an input JSON cannot hold (bytes that are not UTF-8, NaN) turned the 422 into a 500."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {
+            "loc": [_printable(x) for x in e.get("loc", ())],
+            "msg": _printable(e.get("msg", "")),
+            "type": _printable(e.get("type", "")),
+        }
+        for e in errors
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -565,6 +637,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_exception_handler(RequestValidationError, _validation_error)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz(request: Request) -> dict[str, Any]:

@@ -67,7 +67,12 @@ class Connection:
                     job = getattr(event, "job", None) if isinstance(event, TERMINAL) else None
                     if pending is not None and job is not None and pending.job == job:
                         await self._send_frame()
-                    await self.ws.send_text(event_json(event))
+                    try:
+                        text = event_json(event)
+                    except ValueError:  # a string JSON cannot carry: drop it, keep sending
+                        log.exception("session %s: event not encodable", self.session[:6])
+                        continue
+                    await self.ws.send_text(text)
                     continue
                 wait = self.last_frame + self.frame_interval_s - time.perf_counter()
                 if wait > 0:

@@ -90,7 +90,11 @@ class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-JobKind = Literal["render", "inversion", "commit", "random"]
+JobKind = Literal["render", "inversion", "commit", "random", "use_latent"]
+# Ids the server made: a job's is secrets.token_hex(8), an item's secrets.token_urlsafe(16).
+# Checked, so that no id a client sends is echoed back (or looked up) unless it could be real.
+JobId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+ItemId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
 LayerRange = Literal["coarse", "middle", "fine", "coarse+middle", "middle+fine"]
 
 
@@ -136,19 +140,22 @@ class StartInversion(_Msg):
     type: Literal["start_inversion"]
     engine: str = "progressive"
     steps: int = Field(default=200, ge=1)
-    upload: str | None = None  # upload id; None: the session's latest upload
+    upload: ItemId | None = None  # upload id; None: the session's latest upload
+    # A latent id of this session to start from (e.g. an interrupted inversion's checkpoint);
+    # None: the model's average latent.
+    init_latent: ItemId | None = None
 
 
 class Cancel(_Msg):
     type: Literal["cancel"]
-    job: str
+    job: JobId
 
 
 class Accept(_Msg):
     """Stop an inversion now and keep the latent it has reached."""
 
     type: Literal["accept"]
-    job: str
+    job: JobId
 
 
 class RenderEdit(EditParams):
@@ -159,6 +166,13 @@ class Commit(EditParams):
     type: Literal["commit"]
 
 
+class UseLatent(_Msg):
+    """Make a latent of this session the one edits apply to (an interrupted inversion's)."""
+
+    type: Literal["use_latent"]
+    latent: ItemId
+
+
 class RandomFace(_Msg):
     """Start from the model's face for ``seed`` instead of an upload."""
 
@@ -167,7 +181,7 @@ class RandomFace(_Msg):
 
 
 ClientMessage = Annotated[
-    StartInversion | Cancel | Accept | RenderEdit | Commit | RandomFace,
+    StartInversion | Cancel | Accept | RenderEdit | Commit | RandomFace | UseLatent,
     Field(discriminator="type"),
 ]
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -192,14 +206,26 @@ def parse_client_message(text: str) -> ClientMessage:
         raw = json.loads(text)
     except ValueError:
         raise ProtocolError("malformed", "message is not JSON") from None
+    except RecursionError:  # nested deeper than Python's stack: no v1 message is
+        raise ProtocolError("malformed", "message is nested too deeply") from None
     if not isinstance(raw, dict):
         raise ProtocolError("malformed", "message must be a JSON object with a 'type'")
     kind = raw.get("type")
-    known = ("start_inversion", "cancel", "accept", "render_edit", "commit", "random_face")
+    known = (
+        "start_inversion",
+        "cancel",
+        "accept",
+        "render_edit",
+        "commit",
+        "random_face",
+        "use_latent",
+    )
     if kind not in known:
         raise ProtocolError("unknown_message", f"unknown message type {kind!r}; v1 knows {known}")
     try:
         return _client_adapter.validate_python(raw)
+    except RecursionError:
+        raise ProtocolError("malformed", "message is nested too deeply") from None
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"][1:]) or "message"
@@ -255,6 +281,31 @@ class SessionInfo(_Msg):
     results: list[dict[str, str]] = Field(default_factory=list)  # committed results
 
 
+class RunningInversion(_Msg):
+    """The session's inversion that is running now (its stream goes on to this socket)."""
+
+    job: str
+    engine: str
+    step: int
+    total: int
+
+
+class Interrupted(_Msg):
+    """The session's inversion that stopped before it finished, and its last saved latent:
+    the server stopped or crashed (``restart``), or the page went away and did not come back
+    in time (``disconnected``). Offered as a result (``use_latent``) or a restart point
+    (``start_inversion`` with ``init_latent``)."""
+
+    job: str
+    engine: str
+    step: int
+    total: int
+    upload: str
+    latent: str
+    latent_url: str
+    reason: Literal["restart", "disconnected"]
+
+
 class Hello(_Msg):
     type: Literal["hello"] = "hello"
     protocol: int = PROTOCOL_VERSION
@@ -263,6 +314,8 @@ class Hello(_Msg):
     model: ModelInfo  # the session's model
     models: list[ModelChoice]  # every model served
     directions: list[DirectionInfo]
+    running: RunningInversion | None = None
+    interrupted: Interrupted | None = None
 
 
 class Queued(_Msg):

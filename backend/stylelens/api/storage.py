@@ -40,7 +40,35 @@ CREATE TABLE IF NOT EXISTS items (
     meta TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS items_session ON items(session, kind);
+CREATE TABLE IF NOT EXISTS inversions (
+    session TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+    job TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    upload TEXT NOT NULL,
+    latent TEXT NOT NULL,
+    status TEXT NOT NULL,
+    updated REAL NOT NULL
+);
 """
+# An inversion's checkpoint (one per session): its latest latent, saved every few seconds while
+# it runs ('running'), kept when it stops without finishing: the server died or restarted
+# ('restart'), or its page went away and did not come back in time ('disconnected').
+CHECKPOINT_STATUSES = ("running", "restart", "disconnected")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    session: str
+    job: str
+    engine: str
+    step: int
+    total: int
+    upload: str
+    latent: str  # the latent item holding its latest ws (and noise)
+    status: str  # one of CHECKPOINT_STATUSES
+    updated: float
 
 
 @dataclass(frozen=True)
@@ -132,6 +160,7 @@ class Storage:
             ).fetchall()
             ids = [r[0] for r in rows]
             for sid in ids:
+                self._db.execute("DELETE FROM inversions WHERE session = ?", (sid,))
                 self._db.execute("DELETE FROM items WHERE session = ?", (sid,))
                 self._db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
             self._db.commit()
@@ -139,7 +168,73 @@ class Storage:
             shutil.rmtree(self._session_dir(sid), ignore_errors=True)
         return ids
 
+    # inversion checkpoints -------------------------------------------------------------------
+
+    def save_checkpoint(self, c: Checkpoint) -> None:
+        """Record (or update) the session's inversion checkpoint; its latent item must exist."""
+        if c.status not in CHECKPOINT_STATUSES:
+            raise ValueError(f"unknown checkpoint status {c.status!r}")
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO inversions"
+                " (session, job, engine, step, total, upload, latent, status, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    c.session,
+                    c.job,
+                    c.engine,
+                    c.step,
+                    c.total,
+                    c.upload,
+                    c.latent,
+                    c.status,
+                    time.time(),
+                ),
+            )
+            self._db.commit()
+
+    def checkpoint(self, sid: str) -> Checkpoint | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT session, job, engine, step, total, upload, latent, status, updated"
+                " FROM inversions WHERE session = ?",
+                (sid,),
+            ).fetchone()
+        return Checkpoint(*row) if row else None
+
+    def drop_checkpoint(self, sid: str, job: str | None = None, *, keep_latent: bool) -> None:
+        """Forget the session's checkpoint (only if it is ``job``'s, when given); its latent
+        item is deleted too unless ``keep_latent``."""
+        c = self.checkpoint(sid)
+        if c is None or (job is not None and c.job != job):
+            return
+        with self._lock:
+            self._db.execute("DELETE FROM inversions WHERE session = ? AND job = ?", (sid, c.job))
+            self._db.commit()
+        if not keep_latent:
+            self.remove(sid, c.latent)
+
+    def interrupt_running(self) -> int:
+        """At start-up: every checkpoint still 'running' belongs to a server that died.
+        Returns how many."""
+        with self._lock:
+            n = self._db.execute(
+                "UPDATE inversions SET status = 'restart' WHERE status = 'running'"
+            ).rowcount
+            self._db.commit()
+        return int(n)
+
     # items ---------------------------------------------------------------------------------
+
+    def remove(self, sid: str, iid: str) -> None:
+        """Delete an item of the session and its file (nothing if there is none)."""
+        item = self.get(sid, iid)
+        if item is None:
+            return
+        with self._lock:
+            self._db.execute("DELETE FROM items WHERE id = ? AND session = ?", (iid, sid))
+            self._db.commit()
+        item.path.unlink(missing_ok=True)
 
     def new_item_path(self, sid: str, ext: str) -> tuple[str, Path]:
         """A fresh item id and the path its file must be written to (then call :meth:`add`)."""

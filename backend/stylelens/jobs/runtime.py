@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from stylelens.api.protocol import DirectionInfo, EditParams, ModelInfo
-from stylelens.api.storage import Storage
+from stylelens.api.storage import Checkpoint, Storage
 from stylelens.directions.core import Direction
 from stylelens.directions.edit import apply_directions, style_mix, truncate_toward
 from stylelens.errors import StyleLensError
@@ -288,21 +288,88 @@ class ModelRuntime:
     # inversion -------------------------------------------------------------------------------
 
     def start_inversion(
-        self, session: str, *, engine: str, steps: int, upload: str | None
+        self,
+        session: str,
+        *,
+        engine: str,
+        steps: int,
+        upload: str | None,
+        init_latent: str | None = None,
     ) -> Inversion:
+        """Start inverting the session's upload (default: its latest), from the model's average
+        latent or from ``init_latent``, a latent of the session (an interrupted inversion's
+        checkpoint, an earlier inversion)."""
         from stylelens.data.images import to_tensor
 
         upload = upload or self.storage.session_state(session)[0]
         item = self.storage.get(session, upload, "crop") if upload else None
         if upload is None or item is None:
             raise JobError("no_target", "nothing to invert: upload a photo first")
+        init_ws = self._latent(session, init_latent).ws.to(self.device) if init_latent else None
         with Image.open(item.path) as im:
             target = to_tensor(im.convert("RGB")).to(self.device)
         eng, config = make_engine(
             engine, self.G, steps=steps, perceptual=self.perceptual, heads=self.heads
         )
-        state = eng.start(target, config)
+        state = eng.start(target, config, init_ws)
+        self.storage.drop_checkpoint(session, keep_latent=True)  # a new run replaces the offer
         return Inversion(eng, state, steps, upload, engine)
+
+    def _latent(self, session: str, latent_id: str) -> Latent:
+        item = self.storage.get(session, latent_id, "latent")
+        if item is None:
+            raise JobError("no_latent", f"latent {latent_id!r} is not one of this session's")
+        latent = load_latent(item.path)
+        latent.check_fits(num_ws=self.G.num_ws, w_dim=self.G.w_dim, model_id=self.model_id)
+        return latent
+
+    def use_latent(self, session: str, latent_id: str) -> Saved:
+        """Make a latent of the session the one its edits apply to."""
+        latent = self._latent(session, latent_id)
+        self.storage.set_current(session, latent=latent_id)
+        with self._lock:
+            self._latents[session] = (latent_id, latent)
+        c = self.storage.checkpoint(session)
+        if c is not None and c.latent == latent_id:  # the offer is taken
+            self.storage.drop_checkpoint(session, keep_latent=True)
+        return Saved(latent_id, file_url(session, latent_id))
+
+    def checkpoint_inversion(
+        self, session: str, job: str, inv: Inversion, step: int, *, status: str = "running"
+    ) -> None:
+        """Save the inversion's latest latent (``ws`` only: noise maps stay at the model's)
+        so that it outlives a crash, a restart or a page that went away."""
+        ws = inv.engine.current_ws(inv.state).detach().cpu()
+        latent = Latent(
+            ws,
+            {},
+            {
+                "model": self.model_id,
+                "engine": inv.engine_name,
+                "upload": inv.upload,
+                "checkpoint": f"step {step} of {inv.total}",
+            },
+        )
+        c = self.storage.checkpoint(session)
+        item = self.storage.get(session, c.latent, "latent") if c and c.job == job else None
+        if item is not None:
+            tmp = item.path.with_suffix(".tmp")
+            save_latent(tmp, latent)
+            tmp.replace(item.path)  # atomic: a crash mid-write leaves the previous checkpoint
+            latent_id = item.id
+        else:
+            latent_id = self._save_latent(
+                session, latent, current=False, meta={"checkpoint": job, "upload": inv.upload}
+            )
+        self.storage.save_checkpoint(
+            Checkpoint(
+                session, job, inv.engine_name, step, inv.total, inv.upload, latent_id, status, 0.0
+            )
+        )
+
+    def drop_checkpoint(self, session: str, job: str) -> None:
+        """The inversion was cancelled: its checkpoint is not offered."""
+        self.storage.drop_checkpoint(session, job, keep_latent=False)
 
     def step(self, inv: Inversion) -> StepReport:
         return inv.engine.step(inv.state)
@@ -315,6 +382,7 @@ class ModelRuntime:
             {"model": self.model_id, "engine": inv.engine_name, "upload": inv.upload},
         )
         metrics = {k: float(v) for k, v in result.metrics.items()}
+        self.storage.drop_checkpoint(session, keep_latent=False)  # superseded by the result
         iid = self._save_latent(
             session,
             latent,

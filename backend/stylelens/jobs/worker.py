@@ -24,6 +24,14 @@ Every outcome (queued, started, progress, frames, done, cancelled, error) goes o
 ``emit(session, event_or_frame)``, which must be thread-safe; an exception inside a job becomes
 an error event and the worker moves on to the next job.
 
+Inversions outlive their page for a while and the server for good: every
+``checkpoint_interval_s`` a running inversion's latest latent is saved (``Storage`` checkpoint);
+when a session's last socket closes (:meth:`Worker.detach`) its renders and random faces are
+dropped but its inversion and commits go on, so a reload within ``reconnect_grace_s`` finds the
+inversion still streaming; after that the inversion stops and its checkpoint is kept as
+``disconnected``. :meth:`Worker.stop` keeps every unfinished inversion's as ``restart``, and a
+server that died without stopping has its 'running' checkpoints marked so at the next start.
+
 The worker's thread is the only thread that runs the model, loading and warm-up included
 (pass a loader instead of loaded :class:`Runtimes`): PyTorch's OpenMP thread pool belongs to
 the thread that first runs parallel work, and a second thread running the model gets a second
@@ -56,6 +64,7 @@ from stylelens.api.protocol import (
     JobKind,
     Progress,
     Queued,
+    RunningInversion,
     ServerEvent,
     Started,
 )
@@ -76,9 +85,11 @@ class Job:
     id: str
     session: str
     kind: JobKind
-    params: Any  # EditParams, (engine, steps, upload) or a seed
+    params: Any  # EditParams, (engine, steps, upload, init_latent), a seed or a latent id
     cancel: bool = False
     accept: bool = False
+    abandon: bool = False  # an inversion whose page did not come back: stop, keep checkpoint
+    last_checkpoint: float = field(default_factory=time.perf_counter)
     inversion: Inversion | None = None
     step: int = 0
     last_progress: float = 0.0
@@ -117,6 +128,8 @@ class Worker:
         queue_per_session: int = 8,
         preview_interval_s: float = 0.1,
         progress_interval_s: float = 0.1,
+        checkpoint_interval_s: float = 5.0,
+        reconnect_grace_s: float = 60.0,
     ) -> None:
         if not 1 <= queue_per_session < queue_max:
             raise ValueError(
@@ -135,6 +148,9 @@ class Worker:
         self.queue_per_session = queue_per_session
         self.preview_interval_s = preview_interval_s
         self.progress_interval_s = progress_interval_s
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.reconnect_grace_s = reconnect_grace_s
+        self._detached: dict[str, float] = {}  # session -> when its last socket closed
         self._cond = threading.Condition()
         # The ring: sessions with waiting jobs, the next turn's first. A session leaves it when
         # its queue empties (also while its only job, an inversion step, runs) and comes back
@@ -151,9 +167,7 @@ class Worker:
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._cond:
-            self._stopping = True
-            if self._running is not None:
-                self._running.cancel = True
+            self._stopping = True  # the running job finishes its turn (one step at most)
             self._cond.notify_all()
         self._thread.join(timeout)
 
@@ -185,9 +199,20 @@ class Worker:
     def submit_commit(self, session: str, params: Commit) -> str:
         return self._enqueue(self._new(session, "commit", params))
 
-    def submit_inversion(self, session: str, *, engine: str, steps: int, upload: str | None) -> str:
+    def submit_use_latent(self, session: str, latent: str) -> str:
+        return self._enqueue(self._new(session, "use_latent", latent))
+
+    def submit_inversion(
+        self,
+        session: str,
+        *,
+        engine: str,
+        steps: int,
+        upload: str | None,
+        init_latent: str | None = None,
+    ) -> str:
         """Queue an inversion; the session's running or queued inversion is cancelled."""
-        job = self._new(session, "inversion", (engine, steps, upload))
+        job = self._new(session, "inversion", (engine, steps, upload, init_latent))
         with self._cond:
             q = self._sessions.get(session)
             for old in [j for j in q.jobs if j.kind == "inversion"] if q else []:
@@ -229,12 +254,30 @@ class Worker:
                     return True
         return False
 
-    def cancel_session(self, session: str) -> None:
-        """Drop every job of ``session`` (its last websocket closed)."""
+    def detach(self, session: str) -> None:
+        """The session's last websocket closed: drop its renders and random faces (nobody
+        sees them); its commits finish and its inversion runs on for ``reconnect_grace_s``."""
         with self._cond:
-            self._sessions.pop(session, None)
-            if self._running is not None and self._running.session == session:
-                self._running.cancel = True
+            self._detached[session] = time.perf_counter()
+            q = self._sessions.get(session)
+            if q is not None:
+                q.render = None
+                for j in [j for j in q.jobs if j.kind in ("random", "render")]:
+                    q.jobs.remove(j)
+                self._forget_if_empty(session)
+
+    def attach(self, session: str) -> RunningInversion | None:
+        """A websocket of the session opened: its inversion (if any) streams to it again.
+        Returns that inversion."""
+        with self._cond:
+            self._detached.pop(session, None)
+            q = self._sessions.get(session)
+            candidates = [*(q.jobs if q else ()), *([self._running] if self._running else [])]
+            for j in candidates:
+                if j.session == session and j.kind == "inversion" and not j.cancel:
+                    engine, total = j.params[0], j.params[1]
+                    return RunningInversion(job=j.id, engine=engine, step=j.step, total=total)
+        return None
 
     def _new(self, session: str, kind: JobKind, params: Any) -> Job:
         return Job(id=secrets.token_hex(8), session=session, kind=kind, params=params)
@@ -284,6 +327,7 @@ class Worker:
     def _next(self) -> Job | None:
         with self._cond:
             while not self._stopping:
+                self._abandon_detached()
                 if self._sessions:
                     session, q = next(iter(self._sessions.items()))
                     job = q.take()
@@ -295,6 +339,20 @@ class Worker:
                     return job
                 self._cond.wait()
             return None
+
+    def _abandon_detached(self) -> None:
+        """Inversions of sessions gone longer than the grace period stop at their next turn."""
+        now = time.perf_counter()
+        for session, since in list(self._detached.items()):
+            if now - since < self.reconnect_grace_s:
+                continue
+            del self._detached[session]
+            q = self._sessions.get(session)
+            for j in q.jobs if q else ():
+                if j.kind == "inversion":
+                    j.abandon = True
+            if self._running is not None and self._running.session == session:
+                self._running.abandon = True
 
     def _requeue(self, job: Job) -> None:
         """An inversion that wants another step: to the end of its session's line (and its
@@ -344,8 +402,33 @@ class Worker:
                 if requeue:
                     if job.cancel:
                         self._emit(job.session, Cancelled(job=job.id, step=job.step))
+                        self._drop_checkpoint(job)
                     else:
                         self._requeue(job)
+        self._keep_unfinished()
+
+    def _keep_unfinished(self) -> None:
+        """On stop (worker thread): every inversion still under way keeps a fresh checkpoint,
+        offered to its session after the restart."""
+        with self._cond:
+            jobs = [j for q in self._sessions.values() for j in q.jobs if j.kind == "inversion"]
+        for job in jobs:
+            if job.inversion is None or job.cancel:
+                continue
+            try:
+                rt = self.runtimes.for_session(job.session)
+                rt.checkpoint_inversion(
+                    job.session, job.id, job.inversion, job.step, status="restart"
+                )
+            except Exception:
+                log.exception("could not keep the checkpoint of inversion %s", job.id)
+
+    def _drop_checkpoint(self, job: Job) -> None:
+        if job.kind == "inversion":
+            try:
+                self.runtimes.for_session(job.session).drop_checkpoint(job.session, job.id)
+            except Exception:
+                log.exception("could not drop the checkpoint of inversion %s", job.id)
 
     def _frame(self, job: Job, kind: str, image: Image8) -> Frame:
         return Frame(
@@ -363,6 +446,16 @@ class Worker:
         rt = self.runtimes.for_session(job.session)
         if job.cancel:
             self._emit(job.session, Cancelled(job=job.id, step=job.step))
+            self._drop_checkpoint(job)
+            return False
+        if job.kind == "use_latent":
+            saved = rt.use_latent(job.session, job.params)
+            self._emit(
+                job.session,
+                Done(
+                    job=job.id, kind="use_latent", latent=saved.latent, latent_url=saved.latent_url
+                ),
+            )
             return False
         if job.kind == "render":
             image = rt.render_edit(job.session, job.params)
@@ -396,12 +489,17 @@ class Worker:
     def _invert_turn(self, job: Job) -> bool:
         rt = self.runtimes.for_session(job.session)
         if job.inversion is None:
-            engine, steps, upload = job.params
+            engine, steps, upload, init_latent = job.params
             job.inversion = rt.start_inversion(
-                job.session, engine=engine, steps=steps, upload=upload
+                job.session, engine=engine, steps=steps, upload=upload, init_latent=init_latent
             )
             self._emit(job.session, Started(job=job.id, kind="inversion", total=steps))
         inv = job.inversion
+        if job.abandon:  # its page went away: keep where it got to, stop using the worker
+            rt.checkpoint_inversion(job.session, job.id, inv, job.step, status="disconnected")
+            job.inversion = None
+            self._emit(job.session, Cancelled(job=job.id, step=job.step))
+            return False
         if not job.accept:
             report = rt.step(inv)
             job.step = report.step
@@ -429,9 +527,13 @@ class Worker:
                     job.session, self._frame(job, "inversion", rt.encode_preview(report.preview))
                 )
             if not last:
+                if now - job.last_checkpoint >= self.checkpoint_interval_s:
+                    job.last_checkpoint = now
+                    rt.checkpoint_inversion(job.session, job.id, inv, job.step)
                 return True
         if job.cancel:
             self._emit(job.session, Cancelled(job=job.id, step=job.step))
+            self._drop_checkpoint(job)
             return False
         saved = rt.finish_inversion(job.session, inv)
         job.inversion = None
