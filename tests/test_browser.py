@@ -185,3 +185,90 @@ def test_uploads_to_a_synthfaces_model_show_the_photo_notice(
     finally:
         srv.should_exit = True
         thread.join(10)
+
+
+def launch(p: object) -> object:
+    return p.chromium.launch(  # type: ignore[attr-defined]
+        executable_path=CHROMIUM,
+        headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+    )
+
+
+REFUSAL_PROBE = """async ([url]) => {
+  const { Client } = await import("/js/client.js");
+  return await new Promise((resolve) => {
+    const seen = [];
+    const client = new Client(url, {
+      onEvent: (e) => seen.push(`event ${e.type} ${e.code ?? ""}`.trim()),
+      onFrame: () => {},
+      onStatus: (s) => {
+        seen.push(s);  // wait on: a client that reconnects would add "reconnecting"
+        if (s === "gone" || s === "refused") setTimeout(() => resolve(seen), 1500);
+        if (s === "reconnecting") { client.close(); resolve(seen); }
+      },
+    });
+    client.connect();
+  });
+}"""
+
+
+def test_refusals_say_why_and_inversions_outlive_reloads_and_absences(
+    app_models: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from tests.live import live_server
+
+    settings = settings_for(app_models, tmp_path / "data").model_copy(
+        update={
+            "allowed_hosts": ["127.0.0.1", "localhost"],
+            "reconnect_grace_s": 1.0,
+            "checkpoint_interval_s": 0.2,
+        }
+    )
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with live_server(create_app(settings)) as base, playwright_sync.sync_playwright() as p:
+        browser = launch(p)
+        context = browser.new_context()  # type: ignore[attr-defined]
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/")
+        page.wait_for_selector("#conn.online")
+        port = base.rsplit(":", 1)[1]
+        sid = page.evaluate("localStorage.getItem('stylelens.session')")
+        # An unknown session: 4404, the client says "gone" and does not reconnect.
+        gone = page.evaluate(REFUSAL_PROBE, [f"ws://127.0.0.1:{port}/api/ws?session={'x' * 32}"])
+        assert gone == ["gone", "event session_gone"], gone
+        # Another origin (the page is 127.0.0.1, the socket localhost): 4403, "refused".
+        refused = page.evaluate(REFUSAL_PROBE, [f"ws://localhost:{port}/api/ws?session={sid}"])
+        assert refused == ["refused", "event error refused"], refused
+
+        # A reload while the inversion runs: the stream goes on, no click needed.
+        page.set_input_files("#file", str(face_file(tmp_path)))
+        page.wait_for_function("document.getElementById('target').src.includes('/files/')")
+        page.select_option("#engine", "adam")
+        page.fill("#steps", "1000")
+        page.click("#start")
+        page.wait_for_function("Number(document.getElementById('preview').dataset.frames) >= 3")
+        page.reload()
+        page.wait_for_selector("#conn.online")
+        page.wait_for_function("Number(document.getElementById('preview').dataset.frames) >= 3")
+        assert page.locator("#stop").is_enabled()  # it knows the inversion is its own
+        assert page.locator("#progress").inner_text().startswith(("resumed", "step"))
+
+        # Away longer than the grace: the inversion stops; back, its latent is offered.
+        page.close()
+        time.sleep(2.5)
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/")
+        offer = page.locator("#interrupted")
+        offer.wait_for(state="visible")
+        assert "away too long" in offer.inner_text() and "of 1000" in offer.inner_text()
+        page.screenshot(path=str(SHOTS / "4-interrupted.png"))
+        page.click("#interrupted-use")
+        page.wait_for_function("Number(document.getElementById('preview').dataset.frames) >= 1")
+        assert offer.is_hidden() and page.locator("#commit").is_enabled()
+        assert not errors, errors
+        browser.close()  # type: ignore[attr-defined]

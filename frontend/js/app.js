@@ -43,7 +43,7 @@ function say(text, kind = "error") {
 }
 
 const ERROR_HINTS = {
-  busy: "The server is busy with other sessions; try again in a moment.",
+  busy: "Too many requests are waiting; try again in a moment.",
   oom: "The GPU ran out of memory.",
   no_target: "Upload a photo first.",
   no_latent: "Upload a photo and invert it, or pick a random face, before editing.",
@@ -67,9 +67,9 @@ async function openSession(model = null) {
   client = new Client(withToken(`${proto}://${location.host}/api/ws?session=${sid}`), {
     onEvent,
     onFrame,
-    onStatus: (online) => {
-      $("conn").textContent = online ? "online" : "reconnecting…";
-      $("conn").classList.toggle("online", online);
+    onStatus: (status) => {
+      $("conn").textContent = { online: "online", reconnecting: "reconnecting…", refused: "refused", gone: "session gone" }[status];
+      $("conn").classList.toggle("online", status === "online");
     },
   });
   client.connect();
@@ -135,6 +135,27 @@ function onHello(e) {
   buildSliders();
   updateButtons();
   if (state.latent) renderDirty = true;
+  if (e.running) {  // a reload (or reconnect) while this session's inversion runs: it streams on
+    state.inversionJob = e.running.job;
+    setInverting(true);
+    $("progress").textContent = `resumed at step ${e.running.step}/${e.running.total}`;
+  }
+  showInterrupted(e.interrupted);
+}
+
+// An inversion that stopped before it finished (server restart, or the page was away too
+// long): its last saved latent is offered as a result or as a point to continue from.
+/** @type {any} */
+let interrupted = null;
+
+/** @param {any} offer hello.interrupted */
+function showInterrupted(offer) {
+  interrupted = offer ?? null;
+  $("interrupted").hidden = !interrupted;
+  if (!interrupted) return;
+  const why = interrupted.reason === "restart" ? "The server stopped" : "This page was away too long";
+  $("interrupted-text").textContent =
+    `${why} while your inversion ran (${interrupted.engine}, step ${interrupted.step} of ${interrupted.total}). Its last saved latent is kept.`;
 }
 
 /** @param {any} e */
@@ -149,6 +170,10 @@ function onDone(e) {
   } else if (e.kind === "random") {
     state.latent = e.latent;
     $("target").removeAttribute("src");
+    renderDirty = true;
+  } else if (e.kind === "use_latent") {
+    state.latent = e.latent;
+    say("");
     renderDirty = true;
   } else if (e.kind === "commit") {
     say("");
@@ -408,6 +433,17 @@ function wire() {
   });
   $("stop").addEventListener("click", () => state.inversionJob && client?.send(P.cancel(state.inversionJob)));
   $("accept").addEventListener("click", () => state.inversionJob && client?.send(P.accept(state.inversionJob)));
+  $("interrupted-use").addEventListener("click", () => {
+    if (interrupted && client?.send(P.useLatent(interrupted.latent))) showInterrupted(null);
+  });
+  $("interrupted-resume").addEventListener("click", () => {
+    if (!interrupted) return;
+    const { engine, total, step, upload, latent } = interrupted;
+    const engines = state.model?.engines ?? [];
+    const use = engines.includes(engine) ? engine : $("engine").value;
+    if (client?.send(P.startInversion(use, Math.max(1, total - step), upload, latent))) showInterrupted(null);
+  });
+  $("interrupted-dismiss").addEventListener("click", () => showInterrupted(null));
   $("undo").addEventListener("click", () => state.undo());
   $("redo").addEventListener("click", () => state.redo());
   $("reset-all").addEventListener("click", () => { state.checkpoint(); state.setEdit(neutralEdit()); });

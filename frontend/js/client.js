@@ -31,8 +31,11 @@ export class Client {
   connect() {
     const ws = new WebSocket(this.url);
     ws.binaryType = "arraybuffer";
-    ws.onopen = () => { this.retry = 0; this.handlers.onStatus("online"); };
+    // Online at the first message (the server's hello), not at the handshake: a refused
+    // socket is accepted and then closed with its reason, and must not flash "online".
+    let greeted = false;
     ws.onmessage = (m) => {
+      if (!greeted) { greeted = true; this.retry = 0; this.handlers.onStatus("online"); }
       if (typeof m.data === "string") this.handlers.onEvent(JSON.parse(m.data));
       else this.handlers.onFrame(decodeFrame(m.data));
     };

@@ -38,9 +38,14 @@ export function decodeFrame(buf) {
   };
 }
 
-/** @param {string} engine @param {number} steps @param {string | null} upload */
-export const startInversion = (engine, steps, upload) =>
-  ({ type: "start_inversion", engine, steps, upload });
+/**
+ * @param {string} engine @param {number} steps @param {string | null} upload
+ * @param {string | null} [initLatent] a latent of the session to start from
+ */
+export const startInversion = (engine, steps, upload, initLatent = null) =>
+  ({ type: "start_inversion", engine, steps, upload, init_latent: initLatent });
+/** @param {string} latent */
+export const useLatent = (latent) => ({ type: "use_latent", latent });
 /** @param {string} job */
 export const cancel = (job) => ({ type: "cancel", job });
 /** @param {string} job */
