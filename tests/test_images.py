@@ -169,7 +169,10 @@ def test_a_small_png_of_a_huge_image_is_decoded_without_full_size_copies() -> No
     del out
     out, peak, after = _peak_and_after_mb(lambda: load_image(data, max_side=2048))
     assert out.size == (2048, 2048) and out.getpixel((2047, 2047)) == (255, 127, 127)
-    assert peak < px + 48, f"peak +{peak:.0f} MB"  # the decode itself, then small bands
+    # The decode itself (151 MB), then small bands: under the goal of +300 MB for a
+    # 40 MP upload (the old code: +756 MB). Alone this measures ~+190 MB; inside the whole
+    # suite's process, whose heap earlier tests fragmented, up to ~+215 MB was seen.
+    assert peak < 300, f"peak +{peak:.0f} MB"
     assert after < 48, f"+{after:.0f} MB kept"  # the 16 MB result; the decode was given back
 
 
