@@ -292,3 +292,27 @@ def test_one_session_cannot_make_another_busy(runtime: ModelRuntime) -> None:
     w.submit_inversion(b, engine="adam", steps=3, upload=None)
     assert len(refusals) == 3000 - w.queue_per_session
     assert all("this session" in m for m in refusals), refusals[0]
+
+
+def test_an_inversion_cancelled_or_replaced_between_steps_leaves_no_offer(
+    runtime: ModelRuntime,
+) -> None:
+    w = Worker(Runtimes([runtime], runtime.storage), Recorder(), queue_max=10, queue_per_session=5)
+    sid = session_with_upload(runtime)
+    for end in ("cancel", "replace"):
+        job_id = w.submit_inversion(sid, engine="adam", steps=50, upload=None)
+        job = w._next()
+        assert job is not None and job.id == job_id
+        assert w._run(job)  # one step: it wants another turn
+        runtime.checkpoint_inversion(sid, job.id, job.inversion, job.step)  # type: ignore[arg-type]
+        with w._cond:
+            w._running = None
+            w._requeue(job)
+        latent = runtime.storage.checkpoint(sid).latent  # type: ignore[union-attr]
+        if end == "cancel":
+            assert w.cancel(sid, job_id)
+        else:
+            w.submit_inversion(sid, engine="adam", steps=50, upload=None)
+            w.cancel(sid, w._sessions[sid].jobs[0].id)
+        assert runtime.storage.checkpoint(sid) is None  # nothing to offer after a restart
+        assert runtime.storage.get(sid, latent) is None  # and its file is gone

@@ -322,7 +322,7 @@ class Queued(_Msg):
     type: Literal["queued"] = "queued"
     job: str
     kind: JobKind
-    position: int  # jobs of the same priority ahead of this one
+    position: int  # this session's jobs waiting ahead of this one (its slider render aside)
 
 
 class Started(_Msg):

@@ -215,9 +215,13 @@ class Worker:
         job = self._new(session, "inversion", (engine, steps, upload, init_latent))
         with self._cond:
             q = self._sessions.get(session)
-            for old in [j for j in q.jobs if j.kind == "inversion"] if q else []:
+            replaced = [j for j in q.jobs if j.kind == "inversion"] if q else []
+            if not replaced:  # refuse before cancelling anything (a replaced one makes room)
+                self._check_room(session)
+            for old in replaced:
                 self._remove(old)
                 self._emit(session, Cancelled(job=old.id, step=old.step))
+                self._drop_checkpoint(old)
             running = self._running
             if running is not None and running.session == session and running.kind == "inversion":
                 running.cancel = True
@@ -231,6 +235,7 @@ class Worker:
                 if j.id == job_id:
                     self._remove(j)
                     self._emit(session, Cancelled(job=j.id, step=j.step))
+                    self._drop_checkpoint(j)
                     return True
             if q is not None and q.render is not None and q.render.id == job_id:
                 q.render = None
@@ -370,10 +375,12 @@ class Worker:
                 return
             self.ready.set_result(self.runtimes)
         while (job := self._next()) is not None:
-            requeue = False
+            requeue, failed = False, True
             try:
                 requeue = self._run(job)
+                failed = False
             except torch.cuda.OutOfMemoryError:
+                self._drop_checkpoint(job)
                 job.inversion = None
                 gc.collect()
                 if torch.cuda.is_available():
@@ -397,6 +404,8 @@ class Worker:
                     job.session,
                     Error(job=job.id, code="internal", message=f"{type(e).__name__}: {e}"),
                 )
+            if failed:  # an inversion that failed is not offered after a restart
+                self._drop_checkpoint(job)
             with self._cond:
                 self._running = None
                 if requeue:
@@ -424,7 +433,9 @@ class Worker:
                 log.exception("could not keep the checkpoint of inversion %s", job.id)
 
     def _drop_checkpoint(self, job: Job) -> None:
-        if job.kind == "inversion":
+        """Forget a cancelled or failed inversion's checkpoint (storage only, so any thread
+        may call it: an inversion cancelled between steps never reaches the worker again)."""
+        if job.kind == "inversion" and job.inversion is not None:
             try:
                 self.runtimes.for_session(job.session).drop_checkpoint(job.session, job.id)
             except Exception:
