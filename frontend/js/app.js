@@ -137,6 +137,8 @@ function onHello(e) {
   if (state.latent) renderDirty = true;
   if (e.running) {  // a reload (or reconnect) while this session's inversion runs: it streams on
     state.inversionJob = e.running.job;
+    $("steps").value = String(e.running.total);
+    if (e.model.engines.includes(e.running.engine)) $("engine").value = e.running.engine;
     setInverting(true);
     $("progress").textContent = `resumed at step ${e.running.step}/${e.running.total}`;
   }
