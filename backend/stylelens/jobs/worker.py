@@ -280,6 +280,7 @@ class Worker:
             candidates = [*(q.jobs if q else ()), *([self._running] if self._running else [])]
             for j in candidates:
                 if j.session == session and j.kind == "inversion" and not j.cancel:
+                    j.abandon = False  # back before the worker stopped it: it runs on
                     engine, total = j.params[0], j.params[1]
                     return RunningInversion(job=j.id, engine=engine, step=j.step, total=total)
         return None
