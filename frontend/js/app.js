@@ -85,7 +85,9 @@ function onEvent(e) {
       if (e.kind === "inversion") { state.inversionJob = e.job; setInverting(true); $("progress").textContent = `queued (${e.position} ahead)`; }
       return;
     case "started":
-      if (e.kind === "inversion") $("progress").textContent = "started…";
+      if (e.kind === "inversion") {
+        $("progress").textContent = e.init === "encoder" ? "the encoder's guess; refining…" : "started…";
+      }
       if (e.kind === "commit") say("Rendering at full resolution…", "info");
       return;
     case "progress": {
@@ -193,7 +195,9 @@ async function onFrame(f) {
   ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
   framesDrawn += 1;
   canvas.dataset.frames = String(framesDrawn);
-  $("preview-caption").textContent = f.kind === "inversion" ? `preview · step ${f.step}` : comparing ? "before (no edits)" : "edited";
+  $("preview-caption").textContent = f.kind === "inversion"
+    ? (f.step === 0 ? "the encoder's guess (one pass)" : `preview · step ${f.step}`)
+    : comparing ? "before (no edits)" : "edited";
 }
 
 /** @param {{url: string, latent_url: string}} r */

@@ -91,6 +91,7 @@ class _Msg(BaseModel):
 
 
 JobKind = Literal["render", "inversion", "commit", "random", "use_latent"]
+InitKind = Literal["encoder", "average", "latent"]  # where an inversion starts
 # Ids the server made: a job's is secrets.token_hex(8), an item's secrets.token_urlsafe(16).
 # Checked, so that no id a client sends is echoed back (or looked up) unless it could be real.
 JobId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
@@ -255,6 +256,7 @@ class ModelInfo(_Msg):
     device: str
     engines: list[str]
     preview_heads: bool
+    encoder: bool = False  # inversions start from its one-pass guess
 
 
 class ModelChoice(_Msg):
@@ -330,6 +332,9 @@ class Started(_Msg):
     job: str
     kind: JobKind
     total: int
+    # An inversion's starting point: the model's encoder (its reconstruction is the job's
+    # first frame, step 0), the average latent, or the latent the client named.
+    init: InitKind | None = None
 
 
 class Progress(_Msg):

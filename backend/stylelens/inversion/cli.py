@@ -57,13 +57,40 @@ def register(subparsers: Any, settings: Settings) -> None:
         "the SynthFaces renderer's; needs the 'align' extra); center: the centred square; "
         "auto: align when the extra is installed (default: %(default)s)",
     )
-    p.add_argument("--init", type=Path, default=None, help="start from this latent file")
+    p.add_argument(
+        "--init",
+        default="auto",
+        metavar="auto|encoder|average|LATENT",
+        help="where the engine starts: the model's encoder (one forward pass), the average "
+        "latent, or a latent file; auto: the encoder when the model has one (default: auto)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the run (default: 0)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
         "--frames", type=int, default=24, help="preview frames kept for the animation (default 24)"
     )
     p.set_defaults(func=cmd_invert)
+
+    p = subparsers.add_parser(
+        "encode",
+        help="one forward pass of the model's encoder: a photo to an editable latent",
+    )
+    p.add_argument("image", type=Path, help="any image Pillow reads (JPEG, PNG, WebP, ...)")
+    _model_args(p, settings)
+    p.add_argument(
+        "--crop",
+        choices=["auto", "align", "center"],
+        default="auto",
+        help="as for invert (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="latent file to write (.safetensors); its "
+        "reconstruction goes next to it as <name>.png",
+    )
+    p.set_defaults(func=cmd_encode)
 
     p = subparsers.add_parser(
         "fit-preview-heads",
@@ -132,7 +159,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
     from stylelens.checkpoints.preview_heads import load_preview_heads
     from stylelens.data.images import load_image, to_tensor
     from stylelens.inversion import StepReport, make_engine
-    from stylelens.latents import Latent, load_latent, save_latent
+    from stylelens.latents import Latent, save_latent
     from stylelens.losses import load_perceptual
     from stylelens.render import to_uint8
 
@@ -144,14 +171,11 @@ def cmd_invert(args: argparse.Namespace) -> None:
     _writable(args.out)
     G, card, model_dir, device = _load(args)
     R = G.img_resolution
-    init = None
-    if args.init is not None:
-        latent = load_latent(args.init)
-        latent.check_fits(num_ws=G.num_ws, w_dim=G.w_dim, model_id=card.id)
-        init = latent.ws
     target_img, crop = _crop(photo, R, args.crop, card.framing)
     print(f"target: {crop}")
     target = to_tensor(target_img).to(device)
+    init, init_how = _initial_ws(args.init, G, card, model_dir, target, device)
+    print(f"start: {init_how}")
     perceptual = load_perceptual(
         args.perceptual, models_dir=args.models_dir, model_dir=model_dir, device=device
     )
@@ -208,6 +232,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
         "engine": result.engine,
         "perceptual": result.perceptual,
         "crop": crop,
+        "init": init_how,
         "steps": result.steps,
         "seconds": round(result.elapsed, 3),
         "first_preview_s": round(first_preview or 0.0, 4),
@@ -221,6 +246,72 @@ def cmd_invert(args: argparse.Namespace) -> None:
         f"({result.steps} steps in {result.elapsed:.1f} s, PSNR {m['psnr']:.2f} dB, "
         f"{result.perceptual} {m.get('perceptual', float('nan')):.4f})"
     )
+
+
+def _initial_ws(
+    spec: str, G: Any, card: Any, model_dir: Path, target: Any, device: Any
+) -> tuple[Any, str]:
+    """(ws the engine starts from or None for the average latent, how) for ``--init``."""
+    from stylelens.encoders.encode import encode
+    from stylelens.encoders.store import load_encoder
+    from stylelens.latents import load_latent
+
+    if spec in ("auto", "encoder"):
+        encoder = load_encoder(model_dir, device=device)
+        if encoder is not None:
+            return encode(encoder, target), f"the model's encoder ({type(encoder).__name__})"
+        if spec == "encoder":
+            raise StyleLensError(
+                f"model {card.id!r} has no encoder: train one with `stylelens train-encoder "
+                f"--model {card.id}`, or install e4e/pSp weights with `stylelens "
+                "convert-encoder`; or pass --init average"
+            )
+        return None, "the average latent (the model has no encoder)"
+    if spec == "average":
+        return None, "the average latent"
+    latent = load_latent(Path(spec))
+    latent.check_fits(num_ws=G.num_ws, w_dim=G.w_dim, model_id=card.id)
+    return latent.ws, f"latent {spec}"
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    import time
+
+    import torch
+    from PIL import Image
+
+    from stylelens.data.images import load_image, to_tensor
+    from stylelens.encoders.encode import encode
+    from stylelens.encoders.store import load_encoder
+    from stylelens.latents import Latent, save_latent
+    from stylelens.render import to_uint8
+
+    photo = load_image(args.image)
+    if args.out.suffix != ".safetensors":
+        raise StyleLensError(f"--out {args.out}: a latent file ends in .safetensors")
+    _writable(args.out.parent)
+    G, card, model_dir, device = _load(args)
+    encoder = load_encoder(model_dir, device=device)
+    if encoder is None:
+        raise StyleLensError(
+            f"model {card.id!r} has no encoder: train one with `stylelens train-encoder "
+            f"--model {card.id}`, or install e4e/pSp weights with `stylelens convert-encoder`"
+        )
+    target_img, crop = _crop(photo, G.img_resolution, args.crop, card.framing)
+    target = to_tensor(target_img).to(device)
+    t0 = time.perf_counter()
+    ws = encode(encoder, target)
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        recon = G.synthesis(ws)
+    mse = float(((recon.clamp(-1, 1) - target) / 2).square().mean())
+    psnr = 10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-12))).item()
+    meta = {"model": card.id, "engine": "encoder", "source": args.image.name}
+    save_latent(args.out, Latent(ws.cpu(), {}, meta))
+    png = args.out.with_suffix(".png")
+    Image.fromarray(to_uint8(recon)[0]).save(png)
+    print(f"target: {crop}")
+    print(f"wrote {args.out} and {png} ({seconds * 1000:.0f} ms, PSNR {psnr:.2f} dB)")
 
 
 def _crop(photo: Any, resolution: int, mode: str, framing: Framing) -> tuple[Any, str]:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from stylelens.api.protocol import DirectionInfo, EditParams, ModelInfo
+from stylelens.api.protocol import DirectionInfo, EditParams, InitKind, ModelInfo
 from stylelens.api.storage import Checkpoint, Storage
 from stylelens.directions.core import Direction
 from stylelens.directions.edit import apply_directions, style_mix, truncate_toward
@@ -59,6 +59,8 @@ class Inversion:
     total: int
     upload: str
     engine_name: str
+    init: InitKind = "average"  # where it started
+    first_preview: torch.Tensor | None = None  # [1, 3, R, R]: the encoder's guess, if it ran
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class ModelRuntime:
         device: torch.device,
         storage: Storage,
         preview_size: int = 256,
+        encoder: torch.nn.Module | None = None,
     ) -> None:
         self.G = G
         self.model_id = model_id
@@ -100,6 +103,7 @@ class ModelRuntime:
         self.device = device
         self.storage = storage
         self.preview_size = preview_size
+        self.encoder = encoder
         self._latents: dict[str, tuple[str, Latent]] = {}  # session -> (latent id, latent)
         self._lock = threading.Lock()
 
@@ -116,6 +120,7 @@ class ModelRuntime:
         from stylelens.checkpoints.native import load_generator, model_dir_for
         from stylelens.checkpoints.preview_heads import load_preview_heads
         from stylelens.directions.store import load_directions
+        from stylelens.encoders.store import load_encoder
         from stylelens.losses import load_perceptual
         from stylelens.networks.runtime import resolve_device
 
@@ -147,6 +152,7 @@ class ModelRuntime:
             device=device,
             storage=storage,
             preview_size=settings.preview_size,
+            encoder=load_encoder(model_dir, device=device),
         )
 
     def warm_up(self) -> None:
@@ -175,6 +181,7 @@ class ModelRuntime:
             device=str(self.device),
             engines=engines,
             preview_heads=self.heads is not None,
+            encoder=self.encoder is not None,
         )
 
     def direction_infos(self) -> list[DirectionInfo]:
@@ -308,12 +315,19 @@ class ModelRuntime:
         init_ws = self._latent(session, init_latent).ws.to(self.device) if init_latent else None
         with Image.open(item.path) as im:
             target = to_tensor(im.convert("RGB")).to(self.device)
+        init: InitKind = "latent" if init_ws is not None else "average"
+        first = None
+        if init_ws is None and self.encoder is not None:
+            from stylelens.encoders.encode import encode
+
+            init_ws = encode(self.encoder, target)
+            init, first = "encoder", self.synthesize(init_ws, {})
         eng, config = make_engine(
             engine, self.G, steps=steps, perceptual=self.perceptual, heads=self.heads
         )
         state = eng.start(target, config, init_ws)
         self.storage.drop_checkpoint(session, keep_latent=True)  # a new run replaces the offer
-        return Inversion(eng, state, steps, upload, engine)
+        return Inversion(eng, state, steps, upload, engine, init, first)
 
     def _latent(self, session: str, latent_id: str) -> Latent:
         item = self.storage.get(session, latent_id, "latent")

@@ -505,7 +505,14 @@ class Worker:
             job.inversion = rt.start_inversion(
                 job.session, engine=engine, steps=steps, upload=upload, init_latent=init_latent
             )
-            self._emit(job.session, Started(job=job.id, kind="inversion", total=steps))
+            inv = job.inversion
+            self._emit(
+                job.session, Started(job=job.id, kind="inversion", total=steps, init=inv.init)
+            )
+            if inv.first_preview is not None:  # the encoder's guess, before any step
+                self._emit(
+                    job.session, self._frame(job, "inversion", rt.encode_preview(inv.first_preview))
+                )
         inv = job.inversion
         if job.abandon:  # its page went away: keep where it got to, stop using the worker
             rt.checkpoint_inversion(job.session, job.id, inv, job.step, status="disconnected")
