@@ -22,6 +22,7 @@ from stylelens.fetch.cli import register as register_fetch
 from stylelens.inversion.cli import register as register_inversion
 from stylelens.settings import Settings
 from stylelens.training.cli import register as register_training
+from stylelens.training.encoder_cli import register as register_encoder_training
 
 EXIT_USAGE = 2
 
@@ -146,6 +147,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval_model)
 
     register_training(sub, settings)  # train, export
+    register_encoder_training(sub, settings)  # train-encoder
     register_align(sub, settings)  # align
     register_directions(sub, settings)  # directions compute|import|list|sheet, edit
     register_inversion(sub, settings)  # invert, fit-preview-heads

@@ -1,0 +1,94 @@
+"""``stylelens train-encoder``: argparse wiring only."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from stylelens.cli_args import add_model, add_models_dir
+from stylelens.errors import StyleLensError, TrainingError
+from stylelens.settings import Settings
+
+
+def register(subparsers: Any, settings: Settings) -> None:
+    from stylelens.losses import PERCEPTUAL_BACKENDS
+
+    p = subparsers.add_parser(
+        "train-encoder",
+        help="train the model's light encoder (one-pass init for inversion; resumable)",
+    )
+    add_models_dir(p, settings)
+    add_model(p, settings)
+    p.add_argument("--kimg", type=float, default=10.0, help="images in total, thousands (10)")
+    p.add_argument("--batch", type=int, default=8, help="images per step (default: 8)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 5e-4)")
+    p.add_argument(
+        "--real-fraction",
+        type=float,
+        default=None,
+        help="share of each batch drawn by the SynthFaces renderer (default: 0.25)",
+    )
+    p.add_argument(
+        "--perceptual",
+        choices=PERCEPTUAL_BACKENDS,
+        default="auto",
+        help="perceptual loss; auto: LPIPS if installed, else the model's discriminator "
+        "features, else MS-SSIM (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the run (default: 0)")
+    p.add_argument(
+        "--out-state",
+        type=Path,
+        default=None,
+        help="training state file (default: runs/encoder-<model>.pt)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out-state")
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bar"
+    )
+    p.add_argument(
+        "--device", default=settings.device, help="auto, cpu, cuda, cuda:N (default: %(default)s)"
+    )
+    p.set_defaults(func=cmd_train_encoder)
+
+
+def cmd_train_encoder(args: argparse.Namespace) -> None:
+    from stylelens.checkpoints import load_generator, model_dir_for
+    from stylelens.losses import load_perceptual
+    from stylelens.networks.runtime import resolve_device
+    from stylelens.training.encoder import (
+        EncoderTrainConfig,
+        save_trained_encoder,
+        train_encoder,
+    )
+
+    try:
+        device = resolve_device(args.device)
+        config = EncoderTrainConfig(
+            kimg=args.kimg, batch=args.batch, seed=args.seed, perceptual=args.perceptual
+        )
+        knobs = {"lr": args.lr, "real_fraction": args.real_fraction}
+        config = dataclasses.replace(config, **{k: v for k, v in knobs.items() if v is not None})
+    except ValueError as exc:
+        raise StyleLensError(f"invalid option: {exc}") from exc
+    model_dir = model_dir_for(args.models_dir, args.model)
+    G, card = load_generator(model_dir, device=device)
+    perceptual = load_perceptual(
+        config.perceptual, models_dir=args.models_dir, model_dir=model_dir, device=device
+    )
+    state_path = args.out_state or Path("runs") / f"encoder-{card.id}.pt"
+    print(f"{card.id}: {G.num_ws} ws, perceptual {perceptual.name}, state {state_path}")
+    try:
+        state = train_encoder(
+            G, perceptual, config, state_path=state_path, resume=args.resume, progress=args.progress
+        )
+    except KeyboardInterrupt:
+        raise TrainingError(
+            f"interrupted; continue with: stylelens train-encoder --model {card.id} "
+            f"--out-state {state_path} --resume"
+        ) from None
+    path = save_trained_encoder(model_dir, state, perceptual, G)
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in state.last.items() if k != "active")
+    print(f"wrote {path} after {state.cur_nimg / 1000:.3f} kimg ({state.seconds:.0f} s): {losses}")
