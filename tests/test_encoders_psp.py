@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from stylelens.checkpoints.encoder_pt import convert_encoder
+from stylelens.checkpoints.native import sha256_file
+from stylelens.cli import main
 from stylelens.encoders.psp import IR_SE50_CHANNELS, E4EEncoder, PSPEncoder
+from stylelens.encoders.store import ENCODER_FILE, load_encoder
+from stylelens.errors import CheckpointError
 from tests.encoder_formats import (
     IR_SE50_UNITS,
     TINY_CHANNELS,
     TINY_RESOLUTION,
     official_encoder_state,
+    official_opts,
+    write_encoder_pt,
 )
-from tests.formats import TINY_G
+from tests.formats import TINY_G, tiny_weights, write_rosinality_pt
 
 TINY = {
     "num_ws": TINY_G.num_ws,
@@ -188,3 +199,168 @@ def test_bfloat16_autocast_is_close():
     assert low.dtype == torch.float32 or low.dtype == torch.bfloat16
     err = (low.float() - ref).abs().max() / ref.abs().max()
     assert err < 0.1
+
+
+# ----------------------------------------------------------------------------
+# Converter: official .pt -> models/<id>/encoder.safetensors
+
+
+@pytest.fixture
+def model_dir(models_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny model (num_ws=8, w_dim=32), free to gain an encoder."""
+    return Path(shutil.copytree(models_dir / "tiny-nvidia", tmp_path / "models" / "tiny-nvidia"))
+
+
+@pytest.mark.parametrize(
+    ("encoder_type", "cls", "arch"),
+    [("Encoder4Editing", E4EEncoder, "e4e"), ("GradualStyleEncoder", PSPEncoder, "psp")],
+)
+def test_official_file_converts_to_the_same_encoder(
+    model_dir: Path, tmp_path: Path, encoder_type: str, cls: type, arch: str
+):
+    src = write_encoder_pt(tmp_path / f"{arch}_ffhq_encode.pt", encoder_type)
+    assert convert_encoder(src, model_dir=model_dir) == model_dir / ENCODER_FILE
+    enc = load_encoder(model_dir)
+    assert type(enc) is cls and (enc.num_ws, enc.w_dim, enc.input_resolution) == (8, 32, 32)
+    g, _ = tiny_weights(0)
+    img = _images()
+    with torch.no_grad():
+        heads = _ref_heads(official_encoder_state(), img, TINY_G.num_ws)
+        if arch == "e4e":
+            heads = heads[:, :1] + torch.cat([torch.zeros_like(heads[:, :1]), heads[:, 1:]], 1)
+        assert torch.allclose(enc(img), heads + g["mapping.w_avg"], atol=1e-5, rtol=1e-4)
+    entry = json.loads((model_dir / "card.json").read_text())["encoder"]
+    assert entry["architecture"] == arch
+    assert entry["config"] == {
+        "num_ws": 8,
+        "w_dim": 32,
+        "input_resolution": 32,
+        "stage_units": [3, 4, 14, 3],
+        "stage_channels": list(TINY_CHANNELS),
+    }
+    assert entry["source"]["file"] == src.name and entry["source"]["format"] == f"{arch}-pt"
+    assert entry["source"]["sha256"] == sha256_file(src)
+    assert entry["trained_for"] == {"dataset_type": "ffhq_encode", "stylegan_size": 1024}
+
+
+def test_unrepeated_latent_avg_and_no_latent_avg(model_dir: Path, tmp_path: Path):
+    avg = torch.randn(TINY_G.w_dim)
+    src = write_encoder_pt(tmp_path / "a.pt", "GradualStyleEncoder", latent_avg=avg)
+    convert_encoder(src, model_dir=model_dir)
+    enc = load_encoder(model_dir)
+    assert enc is not None and torch.equal(enc.latent_avg, avg.expand(8, 32))
+    opts = {**official_opts("GradualStyleEncoder"), "start_from_latent_avg": False}
+    src = write_encoder_pt(tmp_path / "b.pt", "GradualStyleEncoder", opts=opts)
+    convert_encoder(src, model_dir=model_dir)  # pSp adds nothing: the heads are absolute
+    enc = load_encoder(model_dir)
+    assert enc is not None and not enc.latent_avg.any()
+
+
+def test_cli_installs_the_encoder(model_dir: Path, tmp_path: Path, capsys):
+    src = write_encoder_pt(tmp_path / "e4e_ffhq_encode.pt")
+    root = str(model_dir.parent)
+    assert main(["convert-encoder", str(src), "--model", "tiny-nvidia", "--models-dir", root]) == 0
+    assert (model_dir / ENCODER_FILE).is_file()
+    assert main(["convert-encoder", str(src), "--model", "nope", "--models-dir", root]) == 2
+    assert main(["convert-encoder", str(tmp_path / "x.pt"), "--model", "tiny-nvidia"]) == 2
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(src.read_bytes()[:1000])
+    assert main(["convert-encoder", str(bad), "--model", "tiny-nvidia", "--models-dir", root]) == 2
+    assert "truncated" in capsys.readouterr().err
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling would call marker.touch()
+        return (Path.touch, (self.marker,))
+
+
+def _refused(model_dir: Path, src: Path, match: str) -> None:
+    card = (model_dir / "card.json").read_text()
+    with pytest.raises(CheckpointError, match=match):
+        convert_encoder(src, model_dir=model_dir)
+    assert not (model_dir / ENCODER_FILE).exists()
+    assert (model_dir / "card.json").read_text() == card
+
+
+def test_pickled_code_is_refused_and_never_runs(model_dir: Path, tmp_path: Path):
+    marker = tmp_path / "ran"
+    src = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "opts": {"x": _RunsCode(marker)}}, src)
+    _refused(model_dir, src, "refused to load.*beyond plain tensors")
+    assert not marker.exists()
+    ns = write_encoder_pt(tmp_path / "ns.pt", opts=argparse.Namespace(encoder_type="x"))  # type: ignore[arg-type]
+    _refused(model_dir, ns, "refused to load")
+
+
+def test_truncated_and_foreign_files_are_refused(model_dir: Path, tmp_path: Path, weights):
+    src = write_encoder_pt(tmp_path / "e4e.pt")
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    _refused(model_dir, cut, "truncated or not a torch checkpoint")
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    _refused(model_dir, text, "truncated or not a torch checkpoint")
+    g, d = weights
+    gen = write_rosinality_pt(tmp_path / "550000.pt", g, d, layout="convert")
+    _refused(model_dir, gen, "rosinality generator checkpoint, not an encoder")
+    tensor = tmp_path / "t.pt"
+    torch.save(torch.zeros(3), tensor)
+    _refused(model_dir, tensor, "not a pSp/e4e checkpoint")
+    torch.save(
+        {
+            "state_dict": {"decoder.style.1.weight": torch.zeros(2)},
+            "opts": official_opts("Encoder4Editing"),
+        },
+        tensor,
+    )
+    _refused(model_dir, tensor, "no 'encoder.\\*' weights")
+
+
+def test_other_pSp_variants_are_refused(model_dir: Path, tmp_path: Path):
+    src = write_encoder_pt(
+        tmp_path / "w.pt", opts=official_opts("BackboneEncoderUsingLastLayerIntoW")
+    )
+    _refused(model_dir, src, "encoder_type 'BackboneEncoderUsingLastLayerIntoW' is not supported")
+    sketch = {**official_opts("GradualStyleEncoder"), "input_nc": 1, "label_nc": 0}
+    _refused(model_dir, write_encoder_pt(tmp_path / "s.pt", opts=sketch), "1-channel inputs")
+
+
+def test_keys_and_shapes_are_checked(model_dir: Path, tmp_path: Path):
+    state = official_encoder_state()
+    extra = write_encoder_pt(
+        tmp_path / "x.pt", encoder={**state, "output_pool.weight": torch.zeros(1)}
+    )
+    _refused(model_dir, extra, "unknown keys \\['output_pool.weight'\\]")
+    missing = write_encoder_pt(
+        tmp_path / "m.pt", encoder={k: v for k, v in state.items() if k != "latlayer2.bias"}
+    )
+    _refused(model_dir, missing, "missing keys \\['latlayer2.bias'\\]")
+    wrong = write_encoder_pt(
+        tmp_path / "w.pt", encoder={**state, "latlayer1.weight": torch.zeros(32, 27, 1, 1)}
+    )
+    _refused(model_dir, wrong, "'latlayer1.weight' has shape \\[32, 27, 1, 1\\]")
+    avg = write_encoder_pt(tmp_path / "a.pt", latent_avg=torch.zeros(7, 32))
+    _refused(model_dir, avg, "latent_avg has shape \\[7, 32\\], expected \\[8, 32\\]")
+    src = write_encoder_pt(tmp_path / "e.pt")
+    ckpt = torch.load(src, weights_only=True)
+    ckpt["state_dict"]["discriminator.w.weight"] = torch.zeros(1)
+    torch.save(ckpt, src)
+    _refused(model_dir, src, "'discriminator.w.weight' is neither an encoder")
+    backbone = {k: v for k, v in state.items() if not k.startswith("body.23.")}
+    _refused(model_dir, write_encoder_pt(tmp_path / "b.pt", encoder=backbone), "IR-SE50 layout")
+
+
+def test_an_encoder_for_another_generator_is_refused(model_dir: Path, tmp_path: Path):
+    enc = official_encoder_state(num_ws=18)  # a 1024 px generator's 18 ws at tiny width
+    src = write_encoder_pt(
+        tmp_path / "e4e_ffhq_encode.pt", encoder=enc, latent_avg=torch.zeros(18, 32)
+    )
+    _refused(
+        model_dir,
+        src,
+        "e4e_ffhq_encode.pt makes ws of num_ws=18, w_dim=32 \\(a 1024 px generator's\\), "
+        "but model 'tiny-nvidia' takes num_ws=8, w_dim=32",
+    )

@@ -92,6 +92,15 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser(
+        "convert-encoder",
+        help="install an official pSp/e4e encoder (.pt) for a model (its encoder.safetensors)",
+    )
+    p.add_argument("src", type=Path, help="e.g. e4e_ffhq_encode.pt or psp_ffhq_encode.pt")
+    p.add_argument("--model", required=True, help="id of the model whose ws it makes")
+    add_models_dir(p, settings)
+    p.set_defaults(func=cmd_convert_encoder)
+
+    p = sub.add_parser(
         "synthfaces", help="render procedural faces with attribute labels into a folder"
     )
     p.add_argument("--n", type=int, required=True, help="number of faces")
@@ -240,6 +249,16 @@ def cmd_convert(args: argparse.Namespace) -> None:
     )
     print(f"wrote {args.models_dir / card.id}")
     print(json.dumps(describe(card), indent=2))
+
+
+def cmd_convert_encoder(args: argparse.Namespace) -> None:
+    from stylelens.checkpoints.encoder_pt import convert_encoder
+    from stylelens.checkpoints.native import model_dir_for
+
+    if not args.src.is_file():
+        raise UsageError(f"{args.src}: no such file")
+    path = convert_encoder(args.src, model_dir=model_dir_for(args.models_dir, args.model))
+    print(f"wrote {path}")
 
 
 def cmd_synthfaces(args: argparse.Namespace) -> None:
