@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stylelens.checkpoints.encoder_pt import convert_encoder
+from stylelens.checkpoints.encoder_pt import convert_encoder, encoder_config
 from stylelens.checkpoints.native import sha256_file
 from stylelens.cli import main
 from stylelens.encoders.psp import IR_SE50_CHANNELS, E4EEncoder, PSPEncoder
@@ -124,6 +124,13 @@ def test_full_size_layout_has_the_official_names_and_shapes():
             assert all(ours[k].shape == v.shape for k, v in theirs.items())
             assert ours["latent_avg"].shape == (18, 512)
             assert sum(v.numel() for k, v in theirs.items()) > 260e6  # pSp's ~267M parameters
+    assert encoder_config(theirs, "official") == {  # what the converter reads off the shapes
+        "num_ws": 18,
+        "w_dim": 512,
+        "input_resolution": 256,
+        "stage_units": [3, 4, 14, 3],
+        "stage_channels": [64, 128, 256, 512],
+    }
 
 
 def test_psp_equals_the_reference():
