@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 from PIL import Image
 
 from stylelens.api.app import create_app
+from tests.live import live_server
 from tests.test_api import app_models, settings_for  # noqa: F401  (the fixture is reused)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -30,23 +29,9 @@ SHOTS = Path(os.environ.get("STYLELENS_SCREENSHOTS", Path(__file__).parents[1] /
 
 @pytest.fixture()
 def server(app_models: Path, tmp_path: Path) -> Iterator[str]:  # noqa: F811
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     app = create_app(settings_for(app_models, tmp_path / "data", serve_models=["tiny-b"]))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(300):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with live_server(app) as base:
+        yield base
 
 
 def face_file(tmp_path: Path) -> Path:
@@ -143,8 +128,6 @@ def test_uploads_to_a_synthfaces_model_show_the_photo_notice(
 ) -> None:
     import json
 
-    import uvicorn
-
     models = tmp_path / "models"
     shutil.copytree(app_models / "tiny", models / "tiny")
     card_path = models / "tiny" / "card.json"
@@ -152,39 +135,25 @@ def test_uploads_to_a_synthfaces_model_show_the_photo_notice(
     card.pop("framing", None)
     card["training"] = {"data": {"source": "synthfaces"}}  # as a SynthFaces run's export says
     card_path.write_text(json.dumps(card))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     app = create_app(settings_for(models, tmp_path / "data"))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(300):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    try:
-        with playwright_sync.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-            )
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_selector("#conn.online")
-            page.set_input_files("#file", str(face_file(tmp_path)))
-            notice = page.locator("#photo-notice")
-            notice.wait_for(state="visible")
-            assert "cannot represent photographs" in notice.inner_text()
-            assert "stylelens fetch ffhq-256" in notice.inner_text()
-            assert not errors, errors
-            browser.close()
-    finally:
-        srv.should_exit = True
-        thread.join(10)
+    with live_server(app) as base, playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/")
+        page.wait_for_selector("#conn.online")
+        page.set_input_files("#file", str(face_file(tmp_path)))
+        notice = page.locator("#photo-notice")
+        notice.wait_for(state="visible")
+        assert "cannot represent photographs" in notice.inner_text()
+        assert "stylelens fetch ffhq-256" in notice.inner_text()
+        assert not errors, errors
+        browser.close()
 
 
 def launch(p: object) -> object:
@@ -217,8 +186,6 @@ def test_refusals_say_why_and_inversions_outlive_reloads_and_absences(
     app_models: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    from tests.live import live_server
-
     settings = settings_for(app_models, tmp_path / "data").model_copy(
         update={
             "allowed_hosts": ["127.0.0.1", "localhost"],
