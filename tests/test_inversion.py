@@ -145,6 +145,11 @@ def test_stage_plan_and_bad_schedules(setup) -> None:
         (32, 4),
     ]
     assert sum(n for _, n in stage_plan(G, heads, ProgressiveConfig(steps=7))) == 7
+    # from a given start (an encoder's guess): full resolution alone, unless a schedule is given
+    assert stage_plan(G, heads, ProgressiveConfig(steps=10), from_init=True) == [(32, 10)]
+    assert stage_plan(
+        G, heads, ProgressiveConfig(steps=4, schedule=((8, 1), (32, 1))), from_init=True
+    ) == [(8, 2), (32, 2)]
     with pytest.raises(InversionError, match="no preview head"):
         stage_plan(G, heads, ProgressiveConfig(schedule=((4, 1), (32, 1))))
     with pytest.raises(ValueError, match="increase"):
@@ -153,6 +158,34 @@ def test_stage_plan_and_bad_schedules(setup) -> None:
         make_engine("progressive", G, steps=5, perceptual=None, heads=None)
     with pytest.raises(InversionError, match="unknown engine"):
         make_engine("sgd", G, steps=5, perceptual=None)
+
+
+def test_progressive_from_a_start_keeps_its_fine_styles(setup) -> None:
+    """Below full resolution the ws above the stage move with its last w from their own start
+    values: from a guess with distinct fine ws they keep them (plus the move), from w_avg they
+    equal the last w; a start with no schedule given skips the coarse stage."""
+    G, heads, target = setup
+    engine = ProgressiveEngine(G, heads=heads, perceptual=None)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        guess = G.mapping(torch.randn(1, G.z_dim, generator=gen))
+        guess = guess + 0.5 * torch.randn(guess.shape, generator=gen)  # every w different
+    config = ProgressiveConfig(steps=6, schedule=((8, 2), (32, 1)))
+    state = engine.start(target, config, guess)
+    for _ in range(3):  # L-BFGS's first step evaluates the start itself
+        engine.step(state)
+    assert state.last_resolution == 8
+    ws = engine.current_ws(state)
+    k = 3  # the last w a stage at 8 px reaches (torgb of the 8 px block)
+    move = ws[:, k] - guess[:, k]
+    assert move.abs().max() > 0  # the stage moved it
+    torch.testing.assert_close(ws[:, k + 1 :], guess[:, k + 1 :] + move.unsqueeze(1))
+    plain = engine.start(target, config)
+    for _ in range(3):
+        engine.step(plain)
+    ws = engine.current_ws(plain)
+    torch.testing.assert_close(ws[:, k + 1 :], ws[:, k : k + 1].expand_as(ws[:, k + 1 :]))
+    assert engine.start(target, ProgressiveConfig(steps=4), guess).plan == [(32, 4)]
 
 
 def test_bad_targets(setup) -> None:

@@ -7,9 +7,12 @@ the step budget allows. ws stays one W+ latent throughout (layers above r simply
 gradient yet), so the result is always a valid full-generator latent.
 
 While a stage runs below full resolution, the ws of the layers above it (which get no
-gradient there) follow the last w the stage optimises, rather than staying at their start:
-the full image then keeps the coarse face found so far instead of mixing it with the
-average face's fine styles. A new stage starts its newly active ws from those values.
+gradient there) move with the last w the stage optimises: each is its start value plus that
+w's move from its own start. From ``w_avg`` (every w the same) this is the last w itself, so
+the full image keeps the coarse face found so far instead of mixing it with the average
+face's fine styles; from an encoder's guess it keeps the guess's fine styles (colour,
+texture), which copying the last w over them would throw away at the first step. A new stage
+starts its newly active ws from those values.
 
 Each stage minimises its loss with L-BFGS (default; :mod:`stylelens.inversion.lbfgs`, one
 forward and backward pass per step, history reset when the stage changes) or with Adam.
@@ -50,18 +53,23 @@ from stylelens.losses.perceptual import PerceptualLoss
 from stylelens.networks.preview import PreviewHeads, downsample_to, fit_adain, torgb_w_index
 from stylelens.networks.stylegan2 import BlockOutput, Generator
 
-# Default stages: (fraction of the full resolution, share of the steps). A short coarse stage
-# finds the face's layout for a few milliseconds a step; full-resolution steps then converge
-# from there (measured in docs/performance.md; longer coarse stages plateau at the preview
-# heads' fidelity).
+# Default stages: (fraction of the full resolution, share of the steps). From w_avg, a short
+# coarse stage finds the face's layout for a few milliseconds a step; full-resolution steps
+# then converge from there (measured in docs/performance.md; longer coarse stages plateau at
+# the preview heads' fidelity). From a given start (an encoder's guess, a saved latent) the
+# layout is already there and the coarse stage, fitting a preview head, only pulls the latent
+# away from it (held-out SynthFaces: 22.9 -> 20.3 dB after 5 steps, docs/encoder.md): the
+# default is then full resolution alone.
 DEFAULT_STAGES = ((1 / 8, 0.1), (1.0, 0.9))
+FROM_INIT_STAGES = ((1.0, 1.0),)
 
 
 @dataclass(frozen=True)
 class ProgressiveConfig:
     steps: int = 200
-    # (resolution, share of the steps) per stage, coarse to fine; None: DEFAULT_STAGES, each
-    # at the lowest resolution >= R * fraction that has a preview head.
+    # (resolution, share of the steps) per stage, coarse to fine; None: DEFAULT_STAGES (from
+    # w_avg) or FROM_INIT_STAGES (from a given start), each at the lowest resolution
+    # >= R * fraction that has a preview head.
     schedule: tuple[tuple[int, float], ...] | None = None
     # "lbfgs": L-BFGS, ``lr`` is the largest coordinate move of a steepest-descent step;
     # "adam": Adam with learning rate ``lr``.
@@ -95,14 +103,16 @@ class ProgressiveConfig:
 
 
 def stage_plan(
-    G: Generator, heads: PreviewHeads | None, config: ProgressiveConfig
+    G: Generator, heads: PreviewHeads | None, config: ProgressiveConfig, *, from_init: bool = False
 ) -> list[tuple[int, int]]:
-    """[(resolution, steps)] covering exactly ``config.steps`` steps."""
+    """[(resolution, steps)] covering exactly ``config.steps`` steps; ``from_init``: the
+    inversion starts from a given latent rather than ``w_avg``."""
     R = G.img_resolution
     allowed = set(heads.resolutions if heads is not None else []) | {R}
     if config.schedule is None:
         stages: list[tuple[int, float]] = []
-        for f, share in DEFAULT_STAGES:  # each at the lowest allowed resolution >= R * f
+        # each at the lowest allowed resolution >= R * f
+        for f, share in FROM_INIT_STAGES if from_init else DEFAULT_STAGES:
             r = min((a for a in allowed if a >= R * f), default=R)
             if not stages or stages[-1][0] != r:
                 stages.append((r, share))
@@ -127,6 +137,7 @@ class ProgressiveState:
     plan: list[tuple[int, int]]
     targets: dict[int, torch.Tensor]  # target downsampled per stage resolution
     latent: torch.Tensor  # the accepted point between steps
+    start: torch.Tensor  # [1, num_ws, w_dim]: where the latent started (ws above a stage follow)
     optimizer: torch.optim.Optimizer | None  # Adam
     weight: float
     lbfgs: StepwiseLBFGS | None = None  # L-BFGS of the current stage
@@ -166,7 +177,7 @@ class ProgressiveEngine:
     ) -> ProgressiveState:
         device = self.G.mapping.w_avg.device
         target = check_target(target, self.G.img_resolution).to(device)
-        plan = stage_plan(self.G, self.heads, config)
+        plan = stage_plan(self.G, self.heads, config, from_init=init_ws is not None)
         latent = initial_latent(self.G, init_ws, config.space)
         return ProgressiveState(
             config=config,
@@ -174,6 +185,7 @@ class ProgressiveEngine:
             plan=plan,
             targets={r: downsample_to(target, r) for r, _ in plan},
             latent=latent,
+            start=expand(latent.detach(), self.G.num_ws).clone(),
             optimizer=(
                 torch.optim.Adam([latent], lr=config.lr, betas=(0.9, 0.999))
                 if config.optimizer == "adam"
@@ -182,18 +194,20 @@ class ProgressiveEngine:
             weight=perceptual_weight(self.perceptual, config.perceptual_weight),
         )
 
-    def tied(self, latent: torch.Tensor, r: int) -> torch.Tensor:
-        """[1, num_ws, w_dim] with the ws above a stage at ``r`` following its last w."""
+    def tied(self, latent: torch.Tensor, r: int, start: torch.Tensor) -> torch.Tensor:
+        """[1, num_ws, w_dim] with the ws above a stage at ``r`` following its last w: each
+        is its ``start`` value plus the move of that w from its start."""
         ws = expand(latent, self.G.num_ws)
         if r == self.G.img_resolution or latent.shape[1] == 1:
             return ws
         k = torgb_w_index(r)  # the last w a stage at r reaches
-        rest = ws[:, k : k + 1].expand(-1, ws.shape[1] - k - 1, -1)
-        return torch.cat([ws[:, : k + 1], rest], dim=1)
+        move = ws[:, k : k + 1] - start[:, k : k + 1]
+        return torch.cat([ws[:, : k + 1], start[:, k + 1 :] + move], dim=1)
 
     def current_ws(self, state: ProgressiveState) -> torch.Tensor:
         """The full-generator latent [1, num_ws, w_dim] the state stands for now."""
-        return self.tied(state.latent, state.last_resolution or state.resolution())
+        r = state.last_resolution or state.resolution()
+        return self.tied(state.latent, r, state.start)
 
     def _render(self, ws: torch.Tensor, r: int) -> tuple[torch.Tensor, BlockOutput]:
         out = self.G.synthesis.run_until(ws, r)
@@ -218,7 +232,7 @@ class ProgressiveEngine:
                     )
                 with torch.no_grad():
                     state.latent.copy_(state.lbfgs.trial().view_as(state.latent))
-            ws = self.tied(state.latent, r)
+            ws = self.tied(state.latent, r, state.start)
             pred, out = self._render(ws, r)
             p_from = self.G.img_resolution if cfg.perceptual_from is None else cfg.perceptual_from
             use_p = self.perceptual if r >= p_from else None
