@@ -22,6 +22,7 @@ from stylelens.training.encoder import (
     delta_regulariser,
     sample_pairs,
     save_trained_encoder,
+    start_state,
     train_encoder,
 )
 
@@ -143,3 +144,43 @@ def test_train_encoder_command(models_dir: Path, tmp_path: Path, capsys) -> None
     assert main([*args, "--kimg", "0.004", "--resume"]) == 0
     assert json.loads((root / "tiny" / "card.json").read_text())["encoder"]["steps"] == 2
     assert main([*args, "--kimg", "0.004"]) == 2  # the state exists: refused, exit status 2
+
+
+def test_warm_start_continues_the_installed_encoder(models_dir: Path, tmp_path: Path,
+                                                    capsys) -> None:  # fmt: skip
+    root = tmp_path / "models"
+    shutil.copytree(models_dir / "tiny-nvidia", root / "tiny")
+    args = ["train-encoder", "--models-dir", str(root), "--model", "tiny", "--batch", "2",
+            "--perceptual", "ms-ssim", "--no-progress", "--device", "cpu"]  # fmt: skip
+    # nothing installed yet: refused, naming the model
+    assert main([*args, "--out-state", str(tmp_path / "w0.pt"), "--warm-start"]) == 2
+    assert "no light encoder installed" in capsys.readouterr().err
+    assert main([*args, "--out-state", str(tmp_path / "a.pt"), "--kimg", "0.004"]) == 0
+    first = load_encoder(root / "tiny")
+    assert first is not None
+    # the warm start copies the installed weights (and frees every delta at once)
+    G, _ = load_generator(root / "tiny")
+    config = dataclasses.replace(
+        EncoderTrainConfig(), warm_start=True, unlock_kimg=None, kimg=0.002, batch=2
+    )
+    state = start_state(config, G, first)
+    for name, value in first.state_dict().items():
+        assert torch.equal(state.encoder.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="unlock_kimg"):
+        EncoderTrainConfig(warm_start=True)
+    warm = [*args, "--out-state", str(tmp_path / "b.pt"), "--kimg", "0.002", "--warm-start"]
+    assert main(warm) == 0
+    entry = json.loads((root / "tiny" / "card.json").read_text())["encoder"]
+    assert entry["training"]["warm_start"] is True and entry["kimg"] == 0.002
+    assert [r["kimg"] for r in entry["earlier_runs"]] == [0.004]
+    assert entry["kimg_total"] == 0.006
+    assert load_encoder(root / "tiny") is not None
+    # a second warm start keeps the whole chain
+    again = [*args, "--out-state", str(tmp_path / "c.pt"), "--kimg", "0.002", "--warm-start"]
+    assert main(again) == 0
+    entry = json.loads((root / "tiny" / "card.json").read_text())["encoder"]
+    assert [r["kimg"] for r in entry["earlier_runs"]] == [0.004, 0.002]
+    assert entry["kimg_total"] == 0.008
+    # resuming a warm-started run without --warm-start is another config: refused
+    assert main([*args, "--out-state", str(tmp_path / "c.pt"), "--resume"]) == 2
+    assert "warm_start" in capsys.readouterr().err

@@ -18,6 +18,11 @@ model's discriminator features, else MS-SSIM). e4e's two regularisers keep the w
 which frees one more delta every ``unlock_kimg`` (until then ``ws = w_avg + w`` on the locked
 layers). The state file holds the encoder, Adam, the counters and every random state; a
 resumed run reproduces the uninterrupted one exactly.
+
+A run may also start from an encoder already trained for the model (``warm_start``: its
+weights, a fresh Adam, every delta free from the first step), so training can go on across
+machines from what ``models/<id>/encoder.safetensors`` holds; the card then records the
+earlier runs next to the new one.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class EncoderTrainConfig:
     delta_weight: float = 2e-4  # e4e's lambda_d-reg
     perceptual: str = "auto"  # a stylelens.losses backend (the caller builds it)
     unlock_kimg: float | None = 0.25  # e4e progressive training; None: all deltas free at once
+    warm_start: bool = False  # start from the model's installed light encoder
     seed: int = 0
     tick_steps: int = 25  # steps between state-file writes
     # LightEncoder keywords (num_ws and w_dim come from the generator)
@@ -81,6 +87,8 @@ class EncoderTrainConfig:
         lo, hi = self.psi_range
         if not 0 <= lo <= hi:
             raise ValueError(f"psi_range {self.psi_range}: need 0 <= low <= high")
+        if self.warm_start and self.unlock_kimg is not None:
+            raise ValueError("a warm start trains every delta at once: set unlock_kimg to None")
 
     def encoder_config(self, G: Generator) -> dict[str, Any]:
         """The LightEncoder keywords, as the card's ``config`` stores them."""
@@ -111,13 +119,27 @@ class EncoderTrainingState:
     last: dict[str, float] = field(default_factory=dict)  # mean losses of the last tick
 
 
-def start_state(config: EncoderTrainConfig, G: Generator) -> EncoderTrainingState:
-    """A fresh encoder (seeded by ``config.seed``) with ``w_avg`` from ``G``; global random
-    state untouched."""
+def start_state(
+    config: EncoderTrainConfig, G: Generator, init: torch.nn.Module | None = None
+) -> EncoderTrainingState:
+    """A fresh encoder (seeded by ``config.seed``) with ``w_avg`` from ``G``, or a copy of
+    ``init`` (the warm start); global random state untouched.
+
+    Raises:
+        TrainingError: ``init`` is not a light encoder of the configured shape.
+    """
     device = G.mapping.w_avg.device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         encoder = LightEncoder(**config.encoder_config(G))
+    if init is not None:
+        try:
+            encoder.load_state_dict(init.state_dict())
+        except (RuntimeError, KeyError) as exc:
+            raise TrainingError(
+                "the installed encoder is not a light encoder with this run's settings "
+                f"({config.encoder_config(G)}): {str(exc).splitlines()[0]}"
+            ) from None
     encoder.w_avg.copy_(G.mapping.w_avg.detach())
     encoder = encoder.to(device).train()
     (a,) = (int(s) for s in np.random.SeedSequence(config.seed).generate_state(1, np.uint64))
@@ -274,10 +296,12 @@ def train_encoder(
     *,
     state_path: Path,
     resume: bool = False,
+    init: torch.nn.Module | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> EncoderTrainingState:
     """Train until ``config.kimg``, writing ``state_path`` every ``tick_steps`` and at the end.
+    ``init``: the encoder a warm start copies (``config.warm_start``; unused on resume).
 
     Raises:
         TrainingError: a state file exists without ``resume`` (or is unusable with it), or
@@ -291,7 +315,9 @@ def train_encoder(
     elif state_path.exists():
         raise TrainingError(f"{state_path} exists; continue it with --resume or choose --out-state")
     else:
-        state = start_state(config, G)
+        if config.warm_start and init is None:
+            raise TrainingError("a warm start needs the model's installed encoder")
+        state = start_state(config, G, init if config.warm_start else None)
     hardware = describe_hardware(G.mapping.w_avg.device)
     if hardware not in state.hardware:
         state.hardware.append(hardware)
@@ -319,9 +345,14 @@ def train_encoder(
     return state
 
 
-def training_info(state: EncoderTrainingState, perceptual: PerceptualLoss) -> dict[str, Any]:
-    """What the card's ``encoder`` entry records about the run."""
-    return {
+def training_info(
+    state: EncoderTrainingState,
+    perceptual: PerceptualLoss,
+    previous: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What the card's ``encoder`` entry records about the run; ``previous`` is the entry of
+    the encoder a warm start began from (its runs are kept under ``earlier_runs``)."""
+    info: dict[str, Any] = {
         "source": "stylelens train-encoder",
         "kimg": round(state.cur_nimg / 1000, 3),
         "steps": state.step,
@@ -331,10 +362,21 @@ def training_info(state: EncoderTrainingState, perceptual: PerceptualLoss) -> di
         "losses": {k: round(v, 5) for k, v in state.last.items() if k != "active"},
         "training": state.config.as_dict(),
     }
+    if previous is not None:
+        keep = ("kimg", "steps", "seconds", "machine", "perceptual", "losses", "training")
+        earlier = list(previous.get("earlier_runs", []))
+        earlier.append({k: previous[k] for k in keep if k in previous})
+        info["earlier_runs"] = earlier
+        info["kimg_total"] = round(info["kimg"] + sum(r.get("kimg", 0) for r in earlier), 3)
+    return info
 
 
 def save_trained_encoder(
-    model_dir: Path, state: EncoderTrainingState, perceptual: PerceptualLoss, G: Generator
+    model_dir: Path,
+    state: EncoderTrainingState,
+    perceptual: PerceptualLoss,
+    G: Generator,
+    previous: dict[str, Any] | None = None,
 ) -> Path:
     """``save_encoder`` with the run's config and :func:`training_info`."""
     return save_encoder(
@@ -342,5 +384,5 @@ def save_trained_encoder(
         state.encoder.eval(),
         architecture="light",
         config=state.config.encoder_config(G),
-        info=training_info(state, perceptual),
+        info=training_info(state, perceptual, previous),
     )

@@ -46,6 +46,12 @@ def register(subparsers: Any, settings: Settings) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out-state")
     p.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="start from the model's installed light encoder (its weights, a new Adam, every "
+        "delta free); the card keeps its earlier runs. Give it again with --resume",
+    )
+    p.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bar"
     )
     p.add_argument(
@@ -56,6 +62,7 @@ def register(subparsers: Any, settings: Settings) -> None:
 
 def cmd_train_encoder(args: argparse.Namespace) -> None:
     from stylelens.checkpoints import load_generator, model_dir_for
+    from stylelens.encoders.store import load_encoder
     from stylelens.losses import load_perceptual
     from stylelens.networks.runtime import resolve_device
     from stylelens.training.encoder import (
@@ -67,7 +74,12 @@ def cmd_train_encoder(args: argparse.Namespace) -> None:
     try:
         device = resolve_device(args.device)
         config = EncoderTrainConfig(
-            kimg=args.kimg, batch=args.batch, seed=args.seed, perceptual=args.perceptual
+            kimg=args.kimg,
+            batch=args.batch,
+            seed=args.seed,
+            perceptual=args.perceptual,
+            warm_start=args.warm_start,
+            unlock_kimg=None if args.warm_start else EncoderTrainConfig.unlock_kimg,
         )
         knobs = {"lr": args.lr, "real_fraction": args.real_fraction}
         config = dataclasses.replace(config, **{k: v for k, v in knobs.items() if v is not None})
@@ -80,15 +92,30 @@ def cmd_train_encoder(args: argparse.Namespace) -> None:
     )
     state_path = args.out_state or Path("runs") / f"encoder-{card.id}.pt"
     print(f"{card.id}: {G.num_ws} ws, perceptual {perceptual.name}, state {state_path}")
+    init, previous = None, None
+    if args.warm_start:
+        previous = (card.model_extra or {}).get("encoder")
+        if not previous or previous.get("architecture") != "light":
+            raise TrainingError(
+                f"--warm-start: model {card.id!r} has no light encoder installed; "
+                "train one without --warm-start first"
+            )
+        init = load_encoder(model_dir)
     try:
         state = train_encoder(
-            G, perceptual, config, state_path=state_path, resume=args.resume, progress=args.progress
+            G,
+            perceptual,
+            config,
+            state_path=state_path,
+            resume=args.resume,
+            init=init,
+            progress=args.progress,
         )
     except KeyboardInterrupt:
         raise TrainingError(
             f"interrupted; continue with: stylelens train-encoder --model {card.id} "
             f"--out-state {state_path} --resume"
         ) from None
-    path = save_trained_encoder(model_dir, state, perceptual, G)
+    path = save_trained_encoder(model_dir, state, perceptual, G, previous)
     losses = ", ".join(f"{k} {v:.4f}" for k, v in state.last.items() if k != "active")
     print(f"wrote {path} after {state.cur_nimg / 1000:.3f} kimg ({state.seconds:.0f} s): {losses}")
