@@ -8,12 +8,17 @@ with an ``add_arguments`` for its options:
   ``--bf16-runs`` under bfloat16 autocast (no warm-up: on CPUs without native bfloat16, such
   as AVX2-only ones, one pass takes many minutes); GFLOP (convolutions and matmuls, 2 FLOP per
   MAC, ``torch.utils.flop_counter``) and the bfloat16 error against float32 (relative L2 of ws).
-* ``light``: the light encoder of a model directory (``benchmarks/encoder_light.py``).
+* ``init``: the model's encoder as the start of inversion, against ``w_avg`` and Adam
+  (``benchmarks/encoder_quality.py``);
+* ``edit``: directions measured on encoded faces against sampled ones (the same file).
 
-``--write-docs`` puts each part's table into its section of ``docs/encoder.md``.
+``--write-docs`` puts each part's tables into their sections of ``docs/encoder.md`` and
+``docs/performance.md``.
 
     python benchmarks/encoder.py --part psp --precision float32     # a couple of minutes
     python benchmarks/encoder.py --part psp --write-docs
+    OMP_NUM_THREADS=2 python benchmarks/encoder.py --part init --part edit \
+        --sheet docs/images/encoder-light.jpg --write-docs                  # about 15 minutes
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -85,7 +91,7 @@ def measure(
         )
 
 
-def part_psp(args: argparse.Namespace) -> tuple[str, str]:
+def part_psp(args: argparse.Namespace) -> list[tuple[Path, str, str]]:
     """pSp's GradualStyleEncoder and e4e's Encoder4Editing for an 18-w (1024 px) generator."""
     lines = [
         "| encoder | parameters | precision | runs | median s/image | first call s | GFLOP "
@@ -125,31 +131,34 @@ def part_psp(args: argparse.Namespace) -> tuple[str, str]:
         "float32: median of the runs after one warm-up call; bfloat16 autocast: median of "
         "its runs, no warm-up."
     )
-    return "encoder-psp", header + "\n\n" + "\n".join(lines)
+    return [(DOC, "encoder-psp", header + "\n\n" + "\n".join(lines))]
 
 
-def part_light(args: argparse.Namespace) -> tuple[str, str]:
-    import encoder_light  # imported only when asked for: it loads the inversion stack
+def part_init(args: argparse.Namespace) -> list[tuple[Path, str, str]]:
+    import encoder_quality  # imported only when asked for: it loads the inversion stack
 
-    torch.set_grad_enabled(True)  # its progressive steps need gradients
-    return encoder_light.part_light(args)
-
-
-def add_light_arguments(p: argparse.ArgumentParser) -> None:
-    import encoder_light
-
-    encoder_light.add_arguments(p)
+    torch.set_grad_enabled(True)  # inversion steps need gradients
+    return encoder_quality.part_init(args)
 
 
-# part name -> (run, add its options)
-PARTS: dict[
-    str,
-    tuple[
-        Callable[[argparse.Namespace], tuple[str, str]], Callable[[argparse.ArgumentParser], None]
-    ],
-] = {
+def part_edit(args: argparse.Namespace) -> list[tuple[Path, str, str]]:
+    import encoder_quality
+
+    return encoder_quality.part_edit(args)
+
+
+def add_quality_arguments(p: argparse.ArgumentParser) -> None:
+    import encoder_quality
+
+    encoder_quality.add_arguments(p)
+
+
+Part = Callable[[argparse.Namespace], list[tuple[Path, str, str]]]
+# part name -> (run: args -> [(doc, section, body)], add its options)
+PARTS: dict[str, tuple[Part, Callable[[argparse.ArgumentParser], None] | None]] = {
     "psp": (part_psp, add_psp_arguments),
-    "light": (part_light, add_light_arguments),
+    "init": (part_init, add_quality_arguments),
+    "edit": (part_edit, None),  # shares init's options
 }
 
 
@@ -157,17 +166,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=sorted(PARTS), action="append", help="default: all")
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--write-docs", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
+    p.add_argument(
+        "--write-docs", action="store_true", help="update docs/encoder.md and docs/performance.md"
+    )
     for _, add_arguments in PARTS.values():
-        add_arguments(p)
+        if add_arguments is not None:
+            add_arguments(p)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     for part in args.part or sorted(PARTS):
-        section, body = PARTS[part][0](args)
-        print(body)
-        if args.write_docs:
-            write_docs(section, body, doc=DOC)
-            print(f"wrote the {section} section of {DOC}")
+        for doc, section, body in PARTS[part][0](args):
+            print(body)
+            if args.write_docs:
+                write_docs(section, body, doc=doc)
+                print(f"wrote the {section} section of {doc.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -593,3 +593,40 @@ def test_the_embedded_model_ships_its_directions() -> None:
         assert directions[name].provenance["held_out"]
     size = sum(p.stat().st_size for p in (model_dir / "directions").iterdir())
     assert size < 500_000
+
+
+def test_measure_on_encoded_faces(model: Path, tmp_path: Path, capsys) -> None:
+    """``directions measure --faces-from encoder`` measures on held-out SynthFaces through the
+    model's encoder (and says so); without an encoder it refuses."""
+    from stylelens.checkpoints.attribute_net import load_attribute_net
+    from stylelens.directions.measure import score_names
+    from stylelens.encoders.encode import encode_synthfaces
+    from stylelens.encoders.light import LightEncoder
+    from stylelens.encoders.store import save_encoder
+
+    G, _ = load_generator(model / "tiny")
+    target = score_names(load_attribute_net(model / "attrs")[0])[0]
+    v = torch.randn(G.w_dim, generator=torch.Generator().manual_seed(4))
+    save_directions(model / "tiny", [Direction(
+        name="d", vector=v / v.norm(), layers="all", unit=0.5, step=1.0, method="interfacegan",
+        provenance={"attribute": target, "held_out": {}},
+    )])  # fmt: skip
+    args = ["directions", "measure", "--models-dir", str(model), "--model", "tiny",
+            "--attribute-model", "attrs", "--faces", "3", "--faces-from", "encoder",
+            "--json", str(tmp_path / "m.json")]  # fmt: skip
+    assert main(args) == 2
+    assert "has no encoder" in capsys.readouterr().err
+    config = {"num_ws": G.num_ws, "w_dim": G.w_dim, "input_resolution": 32,
+              "channels": [8, 8, 16, 16], "pyramid_channels": 16}  # fmt: skip
+    torch.manual_seed(0)
+    encoder = LightEncoder(**config)
+    for p in encoder.parameters():  # an encoder whose faces differ from w_avg and each other
+        p.data.normal_(0, 0.05)
+    encoder.w_avg.copy_(G.mapping.w_avg)
+    save_encoder(model / "tiny", encoder, architecture="light", config=config, info={})
+    assert main(args) == 0
+    assert "3 held-out SynthFaces (seeds from 60,080,000) encoded" in capsys.readouterr().out
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["faces"] == 3 and report["named"][0]["attribute"] == target
+    ws = encode_synthfaces(encoder.eval(), 3, G.img_resolution)
+    assert ws.shape == (3, G.num_ws, G.w_dim) and not torch.allclose(ws[0], ws[1])

@@ -129,6 +129,13 @@ def register(subparsers: Any, settings: Settings) -> None:
     _common(p, settings)
     p.add_argument("--attribute-model", default="attributes-synthfaces")
     p.add_argument("--faces", type=int, default=200, help="faces measured (default: 200)")
+    p.add_argument(
+        "--faces-from",
+        choices=("sampled", "encoder"),
+        default="sampled",
+        help="sampled: z seeds from 2,000,000; encoder: held-out SynthFaces encoded by the "
+        "model's encoder, as uploads start (default: %(default)s)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the full report as JSON")
     p.add_argument(
         "--docs", type=Path, default=None, help="fill the quality section of this markdown file"
@@ -365,7 +372,12 @@ def cmd_measure(args: argparse.Namespace) -> None:
     if not directions:
         raise DirectionError(f"model {args.model} has no directions; compute some first")
     t0 = time.perf_counter()
-    report = quality_report(G, net, card.metrics, directions, faces=args.faces)
+    ws, source = None, None
+    if args.faces_from == "encoder":
+        ws, source = _encoded_faces(args, G, model_dir)
+    report = quality_report(
+        G, net, card.metrics, directions, faces=args.faces, ws=ws, source=source
+    )
     report["seconds"] = round(time.perf_counter() - t0, 1)
     markdown = to_markdown(report)
     print(markdown)
@@ -377,6 +389,24 @@ def cmd_measure(args: argparse.Namespace) -> None:
         except (OSError, ValueError) as exc:
             raise DirectionError(str(exc)) from exc
         print(f"updated {args.docs}")
+
+
+def _encoded_faces(args: argparse.Namespace, G: Any, model_dir: Path) -> tuple[Any, str]:
+    """``--faces`` held-out SynthFaces through the model's encoder, and their description."""
+    from stylelens.encoders.encode import ENCODED_FIRST_SEED, encode_synthfaces
+    from stylelens.encoders.store import load_encoder
+
+    encoder = load_encoder(model_dir, device=next(G.parameters()).device)
+    if encoder is None:
+        raise DirectionError(
+            f"model {args.model} has no encoder; --faces-from encoder needs one "
+            "(stylelens train-encoder or convert-encoder)"
+        )
+    ws = encode_synthfaces(encoder, args.faces, G.img_resolution).to(G.mapping.w_avg.device)
+    return ws, (
+        f"{args.faces} held-out SynthFaces (seeds from {ENCODED_FIRST_SEED:,}) encoded by the "
+        "model's encoder, one pass each"
+    )
 
 
 def parse_dir_spec(spec: str) -> tuple[str, float]:

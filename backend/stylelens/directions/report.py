@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from stylelens.directions.compute import MEASURE_SEED, _ws
 from stylelens.directions.core import Direction
 from stylelens.directions.measure import (
@@ -42,10 +44,19 @@ def quality_report(
     components: int = 10,
     batch: int = 16,
     precision: str = "bfloat16",
+    ws: torch.Tensor | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """Measure ``directions``; components (sefa/ganspace) only the first ``components`` each."""
+    """Measure ``directions``; components (sefa/ganspace) only the first ``components`` each.
+    The faces are ``faces`` sampled ones (z seeds from ``MEASURE_SEED``), or the given ``ws``
+    [N, num_ws, w_dim] (encoded photos, say), described by ``source`` in the report."""
     names = score_names(net)
-    ws = _ws(G, faces, MEASURE_SEED)
+    if ws is None:
+        ws = _ws(G, faces, MEASURE_SEED)
+        source = f"{faces} faces (z seeds from {MEASURE_SEED:,}, psi 1)"
+    else:
+        faces = len(ws)
+        source = source or f"{faces} given latents"
     base, clothes = render_measures(G, net, ws, batch=batch, precision=precision)
     noise = label_noise(net_metrics, base, names)
     named: list[dict[str, Any]] = []
@@ -74,6 +85,7 @@ def quality_report(
         (named if target else comps).append(_entry(d, effect, noise))
     return {
         "faces": faces,
+        "source": source,
         "seed": MEASURE_SEED,
         "precision": precision,
         "label_noise": noise,
@@ -120,10 +132,10 @@ def _entry(d: Direction, e: EditEffect, noise: dict[str, float]) -> dict[str, An
 def to_markdown(report: dict[str, Any]) -> str:
     """The tables of ``docs/directions.md`` (between its quality markers)."""
     lines = [
-        f"{report['faces']} faces (z seeds from {report['seed']:,}, psi 1), "
-        f"rendered in {report['precision']}; changes are mean score changes at each "
-        "direction's default step (fraction of the attribute's range, or probability). "
-        "Clothes colour: mean per-face RGB distance (0-1 scale) of the bottom band's colour.",
+        f"{report['source']}, rendered in {report['precision']}; changes are mean score "
+        "changes at each direction's default step (fraction of the attribute's range, or "
+        "probability). Clothes colour: mean per-face RGB distance (0-1 scale) of the bottom "
+        "band's colour.",
         "",
         "| direction | layers | cond. | step (sd) | held-out | own change / sd | own at step "
         "| off-target mean \\|Δ\\| | largest off-target | ratio | face_width / skin_tone Δ "
