@@ -239,3 +239,72 @@ def test_refusals_say_why_and_inversions_outlive_reloads_and_absences(
         assert offer.is_hidden() and page.locator("#commit").is_enabled()
         assert not errors, errors
         browser.close()  # type: ignore[attr-defined]
+
+
+CAPTIONS = """() => {
+  window.captions = [];
+  new MutationObserver(() => {
+    const text = document.getElementById('preview-caption').textContent;
+    if (window.captions[window.captions.length - 1] !== text) window.captions.push(text);
+  }).observe(document.getElementById('preview-caption'),
+             {childList: true, characterData: true, subtree: true});
+}"""
+
+
+def test_inversion_starts_from_the_encoders_guess_and_says_so(
+    app_models: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """On a model with an encoder the first picture of an inversion is the encoder's guess,
+    captioned as such, then the engine's previews; a model without one never shows it."""
+    from stylelens.checkpoints.native import load_generator
+    from stylelens.encoders.store import save_encoder
+    from tests.test_encoder_use import CONFIG, tiny_encoder
+
+    models = tmp_path / "models"
+    shutil.copytree(app_models / "tiny", models / "tiny")
+    shutil.copytree(app_models / "tiny-b", models / "tiny-b")
+    G, _ = load_generator(models / "tiny")
+    save_encoder(models / "tiny", tiny_encoder(G), architecture="light", config=CONFIG,
+                 info={"trained": "test fixture"})  # fmt: skip
+    app = create_app(settings_for(models, tmp_path / "data", serve_models=["tiny-b"]))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with live_server(app) as base, playwright_sync.sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/")
+        page.wait_for_selector("#conn.online")
+        page.set_input_files("#file", str(face_file(tmp_path)))
+        page.wait_for_function("document.getElementById('target').src.includes('/files/')")
+        page.evaluate(CAPTIONS)
+        page.fill("#steps", "20")
+        page.click("#start")
+        page.wait_for_function(
+            "document.getElementById('progress').textContent.startsWith('done')", timeout=60000
+        )
+        captions = page.evaluate("window.captions")
+        assert captions[0] == "the encoder's guess (one pass)", captions
+        steps = [c for c in captions if c.startswith("preview · step")]
+        assert steps and captions.index(steps[0]) > 0, captions
+        page.screenshot(path=str(SHOTS / "4-encoder-guess-then-refined.png"))
+        # the model without an encoder starts from w_avg: no guess is announced
+        page.select_option("#model-picker", "tiny-b")
+        page.wait_for_function(
+            "document.getElementById('model').textContent.includes('tiny-rosinality')"
+        )
+        second = tmp_path / "second"
+        second.mkdir()
+        page.set_input_files("#file", str(face_file(second)))  # a new file: a change event
+        page.wait_for_function("document.getElementById('target').src.includes('/files/')")
+        page.evaluate(CAPTIONS)
+        page.fill("#steps", "5")
+        page.click("#start")
+        page.wait_for_function(
+            "document.getElementById('progress').textContent.startsWith('done')", timeout=60000
+        )
+        captions = page.evaluate("window.captions")
+        assert captions and "the encoder's guess (one pass)" not in captions, captions
+        assert not errors, errors
+        browser.close()  # type: ignore[attr-defined]
