@@ -371,3 +371,31 @@ def test_an_encoder_for_another_generator_is_refused(model_dir: Path, tmp_path: 
         "e4e_ffhq_encode.pt makes ws of num_ws=18, w_dim=32 \\(a 1024 px generator's\\), "
         "but model 'tiny-nvidia' takes num_ws=8, w_dim=32",
     )
+
+
+def test_the_generator_in_the_file_must_be_the_models(model_dir: Path, tmp_path: Path, capsys):
+    """The file's ``decoder.*`` is compared with the model's generator: the same one installs
+    (and the card says how close), another one of the same shape is refused unless asked."""
+    src = write_encoder_pt(tmp_path / "e4e_ffhq_encode.pt")
+    convert_encoder(src, model_dir=model_dir)
+    check = json.loads((model_dir / "card.json").read_text())["encoder"]["generator_check"]
+    assert check["same"] is True and check["tensors"] > 10
+    assert check["max_relative_difference"] < 1e-2
+    (model_dir / ENCODER_FILE).unlink()
+    other = write_encoder_pt(tmp_path / "other.pt", seed=1)  # another training run's generator
+    _refused(model_dir, other, "other.pt was trained against another generator than model "
+             "'tiny-nvidia'.*--other-generator")  # fmt: skip
+    root = str(model_dir.parent)
+    argv = ["convert-encoder", str(other), "--model", "tiny-nvidia", "--models-dir", root]
+    assert main(argv) == 2 and "another generator" in capsys.readouterr().err
+    assert main([*argv, "--other-generator"]) == 0
+    check = json.loads((model_dir / "card.json").read_text())["encoder"]["generator_check"]
+    assert check["same"] is False and check["max_relative_difference"] > 0.1
+    # a file without its generator cannot be compared: installed, and the card says so
+    ckpt = torch.load(src, weights_only=True)
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")}
+    bare = tmp_path / "bare.pt"
+    torch.save(ckpt, bare)
+    convert_encoder(bare, model_dir=model_dir)
+    check = json.loads((model_dir / "card.json").read_text())["encoder"]["generator_check"]
+    assert "no generator" in check["skipped"]

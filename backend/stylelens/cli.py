@@ -97,6 +97,11 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     )
     p.add_argument("src", type=Path, help="e.g. e4e_ffhq_encode.pt or psp_ffhq_encode.pt")
     p.add_argument("--model", required=True, help="id of the model whose ws it makes")
+    p.add_argument(
+        "--other-generator",
+        action="store_true",
+        help="install it even though the generator in the file is not the model's",
+    )
     add_models_dir(p, settings)
     p.set_defaults(func=cmd_convert_encoder)
 
@@ -257,7 +262,11 @@ def cmd_convert_encoder(args: argparse.Namespace) -> None:
 
     if not args.src.is_file():
         raise UsageError(f"{args.src}: no such file")
-    path = convert_encoder(args.src, model_dir=model_dir_for(args.models_dir, args.model))
+    path = convert_encoder(
+        args.src,
+        model_dir=model_dir_for(args.models_dir, args.model),
+        other_generator=args.other_generator,
+    )
     print(f"wrote {path}")
 
 

@@ -4,8 +4,9 @@ The file is the training coach's ``torch.save`` dict, read with ``weights_only=T
 
 * ``state_dict``: the whole pSp module: ``encoder.*`` (GradualStyleEncoder or Encoder4Editing
   on IR-SE50, names equal to :mod:`stylelens.encoders.psp`'s, so the conversion is a copy) and
-  ``decoder.*`` (the rosinality generator it was trained against; ignored here: the model's
-  own generator is what the ws are for, convert one with ``stylelens convert``);
+  ``decoder.*`` (the rosinality generator it was trained against: not installed, the model's
+  own generator is what the ws are for, but compared with it, so that an encoder is not
+  installed on another generator of the same shape, whose ws would mean something else);
 * ``opts``: ``vars()`` of the training options, plain values (``encoder_type`` says pSp or
   e4e; ``start_from_latent_avg`` whether ``latent_avg`` is added to the output);
 * ``latent_avg``: the generator's mean w, ``[num_ws, w_dim]`` (or ``[w_dim]``);
@@ -25,7 +26,8 @@ from typing import Any
 
 import torch
 
-from stylelens.checkpoints.native import load_card, load_into, now_iso, sha256_file
+from stylelens.checkpoints.native import load_card, load_generator, load_into, now_iso, sha256_file
+from stylelens.checkpoints.rosinality_pt import GENERATOR_RULES, rename
 from stylelens.encoders.psp import IR_SE50_UNITS, E4EEncoder, PSPEncoder
 from stylelens.encoders.store import save_encoder
 from stylelens.errors import CheckpointError
@@ -139,12 +141,53 @@ def encoder_config(state: dict[str, torch.Tensor], what: str) -> dict[str, Any]:
     }
 
 
+# Largest relative L2 difference between a decoder tensor and the model's own: float16
+# storage of either side stays far below it, another training run far above.
+SAME_GENERATOR_TOLERANCE = 1e-2
+
+
+def compare_generator(state: dict[str, Any], model_dir: Path, what: str) -> dict[str, Any]:
+    """Compare the file's ``decoder.*`` (a rosinality generator) with the model's generator.
+
+    Returns:
+        ``{"tensors": n, "max_relative_difference": d, "worst": name, "same": bool}``, or
+        ``{"skipped": why}`` when the file has no comparable generator.
+    """
+    decoder = {str(k)[len("decoder.") :]: v for k, v in state.items()
+               if str(k).startswith("decoder.") and isinstance(v, torch.Tensor)}  # fmt: skip
+    if not decoder:
+        return {"skipped": "the file holds no generator (decoder.*)"}
+    try:
+        theirs = rename(decoder, GENERATOR_RULES, what=f"{what} decoder", kernel_sum=4.0)
+    except CheckpointError as exc:
+        return {"skipped": f"its generator is not a standard rosinality one ({exc})"}
+    G, _ = load_generator(model_dir)
+    ours = G.state_dict()
+    worst, diff, compared = "", 0.0, 0
+    for name, value in theirs.items():
+        if name.endswith("noise_const") or name not in ours:
+            continue  # fixed noise maps are not weights; buffers the model lacks: nothing to say
+        mine = ours[name].float()
+        if tuple(value.shape) != tuple(mine.shape):
+            return {"tensors": compared, "max_relative_difference": float("inf"),
+                    "worst": name, "same": False}  # fmt: skip
+        d = float((value.float() - mine).norm() / mine.norm().clamp_min(1e-12))
+        compared += 1
+        if d >= diff:
+            worst, diff = name, d
+    if compared == 0:
+        return {"skipped": "no tensor of its generator is named like the model's"}
+    return {"tensors": compared, "max_relative_difference": round(diff, 6), "worst": worst,
+            "same": diff <= SAME_GENERATOR_TOLERANCE}  # fmt: skip
+
+
 def read_encoder_pt(path: Path) -> tuple[str, torch.nn.Module, dict[str, Any], dict[str, Any]]:
     """Read an official pSp/e4e checkpoint.
 
     Returns:
         (architecture "psp" | "e4e", the loaded encoder in eval mode, its config, the file's
-        ``opts``).
+        ``opts`` plus ``_format`` and ``_state`` (its whole state dict, for
+        :func:`compare_generator`)).
 
     Raises:
         CheckpointError: unreadable, truncated, unsafe, not an encoder, an encoder type other
@@ -169,7 +212,7 @@ def read_encoder_pt(path: Path) -> tuple[str, torch.nn.Module, dict[str, Any], d
     encoder = cls(**config)
     state["latent_avg"] = _latent_avg(ckpt, opts, config, path.name)
     load_into(encoder, state, f"{path.name} ({kind})")
-    return architecture, encoder, config, {**opts, "_format": fmt}
+    return architecture, encoder, config, {**opts, "_format": fmt, "_state": ckpt["state_dict"]}
 
 
 def _latent_avg(
@@ -192,15 +235,16 @@ def _latent_avg(
     return avg
 
 
-def convert_encoder(src: Path, *, model_dir: Path) -> Path:
+def convert_encoder(src: Path, *, model_dir: Path, other_generator: bool = False) -> Path:
     """Convert the official pSp/e4e checkpoint ``src`` into ``model_dir``'s encoder.
 
     Returns:
         the written ``encoder.safetensors``.
 
     Raises:
-        CheckpointError: the file is refused (see :func:`read_encoder_pt`) or its ws do not
-            fit the model's generator.
+        CheckpointError: the file is refused (see :func:`read_encoder_pt`), its ws do not fit
+            the model's generator, or (unless ``other_generator``) the generator it was
+            trained against is not the model's.
     """
     card = load_card(model_dir)
     architecture, encoder, config, opts = read_encoder_pt(src)
@@ -213,6 +257,15 @@ def convert_encoder(src: Path, *, model_dir: Path) -> Path:
             f"but model {card.id!r} takes num_ws={want[0]}, w_dim={want[1]}: "
             "install it on a model of the generator it was trained for"
         )
+    check = compare_generator(opts["_state"], model_dir, src.name)
+    if check.get("same") is False and not other_generator:
+        raise CheckpointError(
+            f"{src.name} was trained against another generator than model {card.id!r}'s "
+            f"({check['worst']} differs by {check['max_relative_difference']:.3g} relative to "
+            f"the model's): its ws would not mean the same there. Install it on the model it "
+            "was trained for (e4e/pSp FFHQ: `stylelens fetch ffhq-1024`), or pass "
+            "--other-generator to install it anyway"
+        )
     info = {
         "source": {
             "file": src.name,
@@ -224,5 +277,6 @@ def convert_encoder(src: Path, *, model_dir: Path) -> Path:
             "dataset_type": opts.get("dataset_type"),
             "stylegan_size": opts.get("stylegan_size"),
         },
+        "generator_check": check,
     }
     return save_encoder(model_dir, encoder, architecture=architecture, config=config, info=info)
