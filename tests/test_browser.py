@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -251,6 +252,19 @@ CAPTIONS = """() => {
 }"""
 
 
+def invert_watching_captions(page: Any, photo: Path, *, steps: int) -> list[str]:
+    """Upload ``photo``, invert it for ``steps`` steps; every preview caption shown meanwhile."""
+    page.set_input_files("#file", str(photo))
+    page.wait_for_function("document.getElementById('target').src.includes('/files/')")
+    page.evaluate(CAPTIONS)
+    page.fill("#steps", str(steps))
+    page.click("#start")
+    page.wait_for_function(
+        "document.getElementById('progress').textContent.startsWith('done')", timeout=60000
+    )
+    return list(page.evaluate("window.captions"))
+
+
 def test_inversion_starts_from_the_encoders_guess_and_says_so(
     app_models: Path,  # noqa: F811
     tmp_path: Path,
@@ -276,15 +290,7 @@ def test_inversion_starts_from_the_encoders_guess_and_says_so(
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(base + "/")
         page.wait_for_selector("#conn.online")
-        page.set_input_files("#file", str(face_file(tmp_path)))
-        page.wait_for_function("document.getElementById('target').src.includes('/files/')")
-        page.evaluate(CAPTIONS)
-        page.fill("#steps", "20")
-        page.click("#start")
-        page.wait_for_function(
-            "document.getElementById('progress').textContent.startsWith('done')", timeout=60000
-        )
-        captions = page.evaluate("window.captions")
+        captions = invert_watching_captions(page, face_file(tmp_path), steps=20)
         assert captions[0] == "the encoder's guess (one pass)", captions
         steps = [c for c in captions if c.startswith("preview · step")]
         assert steps and captions.index(steps[0]) > 0, captions
@@ -296,15 +302,7 @@ def test_inversion_starts_from_the_encoders_guess_and_says_so(
         )
         second = tmp_path / "second"
         second.mkdir()
-        page.set_input_files("#file", str(face_file(second)))  # a new file: a change event
-        page.wait_for_function("document.getElementById('target').src.includes('/files/')")
-        page.evaluate(CAPTIONS)
-        page.fill("#steps", "5")
-        page.click("#start")
-        page.wait_for_function(
-            "document.getElementById('progress').textContent.startsWith('done')", timeout=60000
-        )
-        captions = page.evaluate("window.captions")
+        captions = invert_watching_captions(page, face_file(second), steps=5)  # a new file
         assert captions and "the encoder's guess (one pass)" not in captions, captions
         assert not errors, errors
         browser.close()  # type: ignore[attr-defined]
