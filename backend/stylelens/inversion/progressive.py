@@ -58,7 +58,7 @@ from stylelens.networks.stylegan2 import BlockOutput, Generator
 # then converge from there (measured in docs/performance.md; longer coarse stages plateau at
 # the preview heads' fidelity). From a given start (an encoder's guess, a saved latent) the
 # layout is already there and the coarse stage, fitting a preview head, only pulls the latent
-# away from it (held-out SynthFaces: 22.9 -> 20.3 dB after 5 steps, docs/encoder.md): the
+# away from it (a held-out SynthFace: 22.9 -> 20.0 dB after 5 steps, docs/encoder.md): the
 # default is then full resolution alone.
 DEFAULT_STAGES = ((1 / 8, 0.1), (1.0, 0.9))
 FROM_INIT_STAGES = ((1.0, 1.0),)
