@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from common import ROOT, machine
 from inversion import targets, time_to_reach
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from stylelens.checkpoints import load_generator, model_dir_for
 from stylelens.checkpoints.preview_heads import load_preview_heads
@@ -169,15 +169,25 @@ def part_init(args: argparse.Namespace) -> list[tuple[Path, str, str]]:
     ]
 
 
+SHEET_COLUMNS = ("target", "w_avg", "encoder, 1 pass", "10 steps from w_avg",
+                 "10 from encoder", "50 steps from w_avg", "50 from encoder")  # fmt: skip
+
+
 @torch.no_grad()
 def draw_sheet(G: Any, rows: list[list[torch.Tensor]], path: Path, tile: int = 128) -> None:
-    """One row per face: the target, then the images of each latent in the row."""
-    sheet = Image.new("RGB", (tile * len(rows[0]), tile * len(rows)), "white")
+    """One row per face: the target, then the images of each latent in the row, under a row
+    of column names."""
+    top = 20
+    sheet = Image.new("RGB", (tile * len(rows[0]), top + tile * len(rows)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=12)
+    for j, name in enumerate(SHEET_COLUMNS[: len(rows[0])]):
+        draw.text((j * tile + tile // 2, top // 2), name, fill="black", font=font, anchor="mm")
     for i, row in enumerate(rows):
         for j, x in enumerate(row):
             img = x if j == 0 else G.synthesis(x, noise_mode="const")
             tile_img = Image.fromarray(to_uint8(img)[0]).resize((tile, tile), Image.LANCZOS)
-            sheet.paste(tile_img, (j * tile, i * tile))
+            sheet.paste(tile_img, (j * tile, top + i * tile))
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, quality=90)
 
