@@ -277,7 +277,7 @@ def part_edit(args: argparse.Namespace) -> list[tuple[Path, str, str]]:
     from stylelens.directions.compute import MEASURE_SEED, _ws
     from stylelens.directions.report import quality_report
     from stylelens.directions.store import load_directions
-    from stylelens.encoders.encode import ENCODED_FIRST_SEED, encode_synthfaces
+    from stylelens.evaluation.encoded import ENCODED_FIRST_SEED, encode_synthfaces
 
     G, card, encoder, _, model_dir = _load(args)
     net, net_card = load_attribute_net(args.models_dir / "attributes-synthfaces")

@@ -600,9 +600,9 @@ def test_measure_on_encoded_faces(model: Path, tmp_path: Path, capsys) -> None:
     model's encoder (and says so); without an encoder it refuses."""
     from stylelens.checkpoints.attribute_net import load_attribute_net
     from stylelens.directions.measure import score_names
-    from stylelens.encoders.encode import encode_synthfaces
     from stylelens.encoders.light import LightEncoder
     from stylelens.encoders.store import save_encoder
+    from stylelens.evaluation.encoded import encode_synthfaces
 
     G, _ = load_generator(model / "tiny")
     target = score_names(load_attribute_net(model / "attrs")[0])[0]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -181,13 +181,19 @@ def compare_generator(state: dict[str, Any], model_dir: Path, what: str) -> dict
             "same": diff <= SAME_GENERATOR_TOLERANCE}  # fmt: skip
 
 
-def read_encoder_pt(path: Path) -> tuple[str, torch.nn.Module, dict[str, Any], dict[str, Any]]:
-    """Read an official pSp/e4e checkpoint.
+class EncoderFile(NamedTuple):
+    """What :func:`read_encoder_pt` reads from an official file."""
 
-    Returns:
-        (architecture "psp" | "e4e", the loaded encoder in eval mode, its config, the file's
-        ``opts`` plus ``_format`` and ``_state`` (its whole state dict, for
-        :func:`compare_generator`)).
+    architecture: str  # "psp" | "e4e"
+    encoder: torch.nn.Module  # loaded, in eval mode
+    config: dict[str, Any]  # its constructor keywords
+    opts: dict[str, Any]  # the file's training options
+    format: str  # the source format the card records
+    state: dict[str, Any]  # the whole state dict (decoder.* for :func:`compare_generator`)
+
+
+def read_encoder_pt(path: Path) -> EncoderFile:
+    """Read an official pSp/e4e checkpoint.
 
     Raises:
         CheckpointError: unreadable, truncated, unsafe, not an encoder, an encoder type other
@@ -212,7 +218,7 @@ def read_encoder_pt(path: Path) -> tuple[str, torch.nn.Module, dict[str, Any], d
     encoder = cls(**config)
     state["latent_avg"] = _latent_avg(ckpt, opts, config, path.name)
     load_into(encoder, state, f"{path.name} ({kind})")
-    return architecture, encoder, config, {**opts, "_format": fmt, "_state": ckpt["state_dict"]}
+    return EncoderFile(architecture, encoder, config, opts, fmt, ckpt["state_dict"])
 
 
 def _latent_avg(
@@ -247,7 +253,8 @@ def convert_encoder(src: Path, *, model_dir: Path, other_generator: bool = False
             trained against is not the model's.
     """
     card = load_card(model_dir)
-    architecture, encoder, config, opts = read_encoder_pt(src)
+    file = read_encoder_pt(src)
+    config, opts = file.config, file.opts
     got = (config["num_ws"], config["w_dim"])
     want = (card.num_ws, card.generator.w_dim)
     if got != want:
@@ -257,7 +264,7 @@ def convert_encoder(src: Path, *, model_dir: Path, other_generator: bool = False
             f"but model {card.id!r} takes num_ws={want[0]}, w_dim={want[1]}: "
             "install it on a model of the generator it was trained for"
         )
-    check = compare_generator(opts["_state"], model_dir, src.name)
+    check = compare_generator(file.state, model_dir, src.name)
     if check.get("same") is False and not other_generator:
         raise CheckpointError(
             f"{src.name} was trained against another generator than model {card.id!r}'s "
@@ -270,7 +277,7 @@ def convert_encoder(src: Path, *, model_dir: Path, other_generator: bool = False
         "source": {
             "file": src.name,
             "sha256": sha256_file(src),
-            "format": opts["_format"],
+            "format": file.format,
             "converted_at": now_iso(),
         },
         "trained_for": {
@@ -279,4 +286,6 @@ def convert_encoder(src: Path, *, model_dir: Path, other_generator: bool = False
         },
         "generator_check": check,
     }
-    return save_encoder(model_dir, encoder, architecture=architecture, config=config, info=info)
+    return save_encoder(
+        model_dir, file.encoder, architecture=file.architecture, config=config, info=info
+    )

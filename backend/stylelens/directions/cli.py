@@ -393,8 +393,8 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
 def _encoded_faces(args: argparse.Namespace, G: Any, model_dir: Path) -> tuple[Any, str]:
     """``--faces`` held-out SynthFaces through the model's encoder, and their description."""
-    from stylelens.encoders.encode import ENCODED_FIRST_SEED, encode_synthfaces
     from stylelens.encoders.store import load_encoder
+    from stylelens.evaluation.encoded import ENCODED_FIRST_SEED, encode_synthfaces
 
     encoder = load_encoder(model_dir, device=next(G.parameters()).device)
     if encoder is None:
