@@ -23,6 +23,7 @@ from stylelens.inversion.cli import register as register_inversion
 from stylelens.settings import Settings
 from stylelens.training.cli import register as register_training
 from stylelens.training.encoder_cli import register as register_encoder_training
+from stylelens.training.optimizer_cli import register as register_optimizer_training
 
 EXIT_USAGE = 2
 
@@ -162,6 +163,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 
     register_training(sub, settings)  # train, export
     register_encoder_training(sub, settings)  # train-encoder
+    register_optimizer_training(sub, settings)  # train-optimizer
     register_align(sub, settings)  # align
     register_directions(sub, settings)  # directions compute|import|list|sheet, edit
     register_inversion(sub, settings)  # invert, fit-preview-heads

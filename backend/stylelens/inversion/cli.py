@@ -38,8 +38,11 @@ def register(subparsers: Any, settings: Settings) -> None:
         "--engine",
         choices=ENGINES,
         default="progressive",
-        help="progressive (preview heads, fast), adam (full resolution, seed 001 preset) or "
-        "projector (NVIDIA's schedule) (default: %(default)s)",
+        help="progressive (L-BFGS through the preview heads, the fastest), adam (full "
+        "resolution, seed 001 preset), projector (NVIDIA's schedule), learned (seed 001's "
+        "learned optimizer, full resolution; needs `stylelens train-optimizer`) or "
+        "progressive-learned (the learned optimizer through the preview heads) "
+        "(default: %(default)s)",
     )
     p.add_argument("--steps", type=int, default=200, help="optimisation steps (default: 200)")
     p.add_argument(
@@ -159,6 +162,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
     from stylelens.checkpoints.preview_heads import load_preview_heads
     from stylelens.data.images import load_image, to_tensor
     from stylelens.inversion import StepReport, make_engine
+    from stylelens.inversion.optimizer_store import load_optimizer
     from stylelens.latents import Latent, save_latent
     from stylelens.losses import load_perceptual
     from stylelens.render import to_uint8
@@ -180,8 +184,15 @@ def cmd_invert(args: argparse.Namespace) -> None:
         args.perceptual, models_dir=args.models_dir, model_dir=model_dir, device=device
     )
     heads = load_preview_heads(model_dir, G)
+    learned = load_optimizer(model_dir, device=device) if "learned" in args.engine else None
     engine, config = make_engine(
-        args.engine, G, steps=args.steps, perceptual=perceptual, heads=heads, seed=args.seed
+        args.engine,
+        G,
+        steps=args.steps,
+        perceptual=perceptual,
+        heads=heads,
+        learned=learned,
+        seed=args.seed,
     )
     state = engine.start(target, config, init)
     frames: list[Image.Image] = []

@@ -22,7 +22,7 @@ from stylelens.api.storage import Checkpoint, Storage
 from stylelens.directions.core import Direction
 from stylelens.directions.edit import apply_directions, style_mix, truncate_toward
 from stylelens.errors import StyleLensError
-from stylelens.inversion import ENGINES, make_engine
+from stylelens.inversion import LearnedOptimizer, available_engines, make_engine
 from stylelens.inversion.protocol import Engine, StepReport
 from stylelens.latents import Latent, load_latent, save_latent
 from stylelens.losses.perceptual import PerceptualLoss
@@ -91,6 +91,7 @@ class ModelRuntime:
         storage: Storage,
         preview_size: int = 256,
         encoder: torch.nn.Module | None = None,
+        learned: LearnedOptimizer | None = None,
     ) -> None:
         self.G = G
         self.model_id = model_id
@@ -104,6 +105,7 @@ class ModelRuntime:
         self.storage = storage
         self.preview_size = preview_size
         self.encoder = encoder
+        self.learned = learned  # seed 001's learned optimizer (the "learned" engines)
         self._latents: dict[str, tuple[str, Latent]] = {}  # session -> (latent id, latent)
         self._lock = threading.Lock()
 
@@ -121,6 +123,7 @@ class ModelRuntime:
         from stylelens.checkpoints.preview_heads import load_preview_heads
         from stylelens.directions.store import load_directions
         from stylelens.encoders.store import load_encoder
+        from stylelens.inversion.optimizer_store import load_optimizer
         from stylelens.losses import load_perceptual
         from stylelens.networks.runtime import resolve_device
 
@@ -153,6 +156,7 @@ class ModelRuntime:
             storage=storage,
             preview_size=settings.preview_size,
             encoder=load_encoder(model_dir, device=device),
+            learned=load_optimizer(model_dir, device=device),
         )
 
     def warm_up(self) -> None:
@@ -164,14 +168,19 @@ class ModelRuntime:
         self.encode_preview(target)
         for name in self.model_info().engines:
             engine, config = make_engine(
-                name, self.G, steps=2, perceptual=self.perceptual, heads=self.heads
+                name,
+                self.G,
+                steps=2,
+                perceptual=self.perceptual,
+                heads=self.heads,
+                learned=self.learned,
             )
             engine.step(engine.start(target, config))
 
     # descriptions ---------------------------------------------------------------------------
 
     def model_info(self) -> ModelInfo:
-        engines = [e for e in ENGINES if e != "progressive" or self.heads is not None]
+        engines = available_engines(self.heads, self.learned)
         return ModelInfo(
             id=self.model_id,
             name=self.model_name,
@@ -323,7 +332,12 @@ class ModelRuntime:
             init_ws = encode(self.encoder, target)
             init, first = "encoder", self.synthesize(init_ws, {})
         eng, config = make_engine(
-            engine, self.G, steps=steps, perceptual=self.perceptual, heads=self.heads
+            engine,
+            self.G,
+            steps=steps,
+            perceptual=self.perceptual,
+            heads=self.heads,
+            learned=self.learned,
         )
         state = eng.start(target, config, init_ws)
         self.storage.drop_checkpoint(session, keep_latent=True)  # a new run replaces the offer
