@@ -70,3 +70,19 @@ def test_render_reproduces_the_committed_sample_grid(tmp_path: Path):
 )
 def test_model_files_are_present(name: str):
     assert (MODEL / name).is_file()
+
+
+def test_the_shipped_learned_optimizer_fits_and_was_trained():
+    from stylelens.checkpoints import load_generator
+    from stylelens.inversion import LearnedEngine
+    from stylelens.inversion.optimizer_store import load_optimizer
+
+    g = load_optimizer(MODEL)
+    assert g is not None and (g.num_ws, g.w_dim) == (14, 512)
+    entry = load_card(MODEL).model_dump()["optimizer"]
+    assert entry["source"] == "stylelens train-optimizer" and entry["images"] >= 100
+    assert entry["machine"] and entry["seconds"] > 0 and len(entry["curve"]) >= 2
+    # the best on the test set beats the untrained optimizer (which is Adam at lr 0.01)
+    assert entry["best"]["test_log_loss"] < entry["untrained_test_log_loss"]
+    G, _ = load_generator(MODEL)
+    LearnedEngine(G, optimizer=g, perceptual=None)  # fits the model

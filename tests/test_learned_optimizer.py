@@ -174,7 +174,7 @@ def test_a_file_for_another_model_is_refused_naming_both(tiny: Path) -> None:
     )
     with pytest.raises(CheckpointError, match=r"made for a model with num_ws=10.*num_ws=8"):
         load_optimizer(tiny)
-    with pytest.raises(InversionError, match="num_ws=10, w_dim=32.*num_ws=8, w_dim=32"):
+    with pytest.raises(InversionError, match=r"num_ws=10, w_dim=32.*num_ws=8, w_dim=32"):
         LearnedEngine(G, optimizer=other, perceptual=None)
     (tiny / OPTIMIZER_FILE).write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="not a readable learned optimizer"):
@@ -244,3 +244,29 @@ def test_train_then_invert_from_the_command_line(tiny: Path, tmp_path: Path, cap
     save_card(tiny, card)
     assert main([*argv[:-2], "--out", str(tmp_path / "out2")]) == 2
     assert "train-optimizer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("engine", ["learned", "progressive-learned"])
+def test_the_web_app_offers_and_runs_the_learned_engines(tiny: Path, tmp_path: Path, engine):
+    from fastapi.testclient import TestClient
+
+    from stylelens.api.app import create_app
+    from stylelens.checkpoints.preview_heads import save_preview_heads
+    from tests.test_api import new_session, receive_until, settings_for, upload
+
+    G, _ = load_generator(tiny)
+    heads = PreviewHeads(G)
+    fit_preview_heads(G, heads, FitConfig(steps=5, batch=2, lr=0.02))
+    save_preview_heads(tiny, heads, {"steps": 5})
+    save_optimizer(tiny, LearnedOptimizer(G.num_ws, G.w_dim, hidden=8), {"source": "test"})
+    with TestClient(create_app(settings_for(tiny.parent, tmp_path / "data"))) as client:
+        engines = client.get("/api/model").json()["model"]["engines"]
+        assert {"learned", "progressive-learned"} <= set(engines)
+        sid = new_session(client)
+        assert upload(client, sid).status_code == 200
+        with client.websocket_connect(f"/api/ws?session={sid}") as ws:
+            assert ws.receive_json()["type"] == "hello"
+            ws.send_json({"type": "start_inversion", "engine": engine, "steps": 6})
+            events, frames = receive_until(ws, "done")
+            assert events[-1]["latent"] and events[-1]["metrics"]["psnr"] > 0
+            assert frames and frames[-1].step == 6

@@ -113,6 +113,16 @@ function onEvent(e) {
   }
 }
 
+/** What each engine is, for the engine picker (docs/inversion.md has the measurements).
+ * @type {Record<string, string>} */
+const ENGINE_LABELS = {
+  progressive: "progressive (L-BFGS, fastest)",
+  "progressive-learned": "progressive, learned optimizer",
+  learned: "learned optimizer (seed 001)",
+  adam: "Adam (baseline)",
+  projector: "projector (NVIDIA's schedule)",
+};
+
 /** @param {any} e */
 function onHello(e) {
   state.model = e.model;
@@ -127,7 +137,7 @@ function onHello(e) {
   picker.value = e.model.id;
   const engine = $("engine");
   const chosen = helloSeen ? engine.value : e.limits.default_engine;
-  engine.replaceChildren(...e.model.engines.map((/** @type {string} */ n) => new Option(n, n)));
+  engine.replaceChildren(...e.model.engines.map((/** @type {string} */ n) => new Option(ENGINE_LABELS[n] ?? n, n)));
   if (e.model.engines.includes(chosen)) engine.value = chosen;
   $("steps").max = e.limits.max_steps;
   if (!helloSeen) $("steps").value = String(e.limits.default_steps);  // keep the user's on reconnect
