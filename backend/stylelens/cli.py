@@ -14,7 +14,7 @@ from pathlib import Path
 
 from stylelens import __version__
 from stylelens.api.cli import register as register_serve
-from stylelens.cli_args import add_model, add_models_dir
+from stylelens.cli_args import add_device, add_model, add_models_dir
 from stylelens.data.align_cli import register as register_align
 from stylelens.directions.cli import register as register_directions
 from stylelens.errors import StyleLensError
@@ -61,9 +61,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     out.add_argument("--out", type=Path, help="write one grid image (default: grid.png)")
     out.add_argument("--outdir", type=Path, help="write one PNG per seed: seed0000.png, ...")
     p.add_argument("--cols", type=int, default=None, help="grid columns (default: square-ish)")
-    p.add_argument(
-        "--device", default=settings.device, help="auto, cpu, cuda, cuda:N (default: %(default)s)"
-    )
+    add_device(p, settings)
     p.add_argument(
         "--precision",
         choices=["float32", "bfloat16"],
@@ -150,7 +148,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default: %(default)s)")
     p.add_argument("--batch", type=int, default=16, help="generator batch (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated z (default: 0)")
-    p.add_argument("--device", default=settings.device, help="auto, cpu, cuda, cuda:N")
+    add_device(p, settings)
     p.add_argument("--precision", choices=["float32", "bfloat16"], default=settings.precision)
     p.add_argument("--workers", type=int, default=None, help="render processes (default: all)")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from stylelens.cli_args import add_model, add_models_dir
+from stylelens.cli_args import add_device, add_model, add_models_dir
 from stylelens.errors import StyleLensError
 from stylelens.settings import Settings
 
@@ -62,9 +62,7 @@ def register(subparsers: Any, settings: Settings) -> None:
         default=settings.data_dir,
         help="sessions' files and index (default: %(default)s, env STYLELENS_DATA_DIR)",
     )
-    p.add_argument(
-        "--device", default=settings.device, help="auto, cpu, cuda, cuda:N (default: %(default)s)"
-    )
+    add_device(p, settings)
     p.set_defaults(func=cmd_serve, settings=settings)
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stylelens.cli_args import add_device
 from stylelens.directions.core import Direction, DirectionError
 from stylelens.settings import Settings
 
@@ -27,7 +28,7 @@ def _common(p: argparse.ArgumentParser, settings: Settings) -> None:
         default=settings.models_dir,
         help="one folder per model (default: %(default)s)",
     )
-    p.add_argument("--device", default=settings.device, help="auto, cpu, cuda, cuda:N")
+    add_device(p, settings)
 
 
 def register(subparsers: Any, settings: Settings) -> None:

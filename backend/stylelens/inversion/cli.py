@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stylelens.cli_args import add_model, add_models_dir
+from stylelens.cli_args import add_device, add_model, add_models_dir
 from stylelens.errors import StyleLensError
 from stylelens.settings import Settings
 
@@ -19,9 +19,7 @@ if TYPE_CHECKING:
 def _model_args(p: argparse.ArgumentParser, settings: Settings) -> None:
     add_models_dir(p, settings)
     add_model(p, settings)
-    p.add_argument(
-        "--device", default=settings.device, help="auto, cpu, cuda, cuda:N (default: %(default)s)"
-    )
+    add_device(p, settings)
 
 
 def register(subparsers: Any, settings: Settings) -> None:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from stylelens.cli_args import add_device
 from stylelens.errors import TrainingError
 from stylelens.settings import Settings
 
@@ -60,7 +61,7 @@ def register(subparsers: Any, settings: Settings) -> None:
                    help="differentiable augmentation (default: on for folders, off for "
                    "synthfaces)")  # fmt: skip
     p.add_argument("--aug-p", type=float, help="augmentation probability per group (0.5)")
-    p.add_argument("--device", default=settings.device, help="auto, cpu, cuda, cuda:N")
+    add_device(p, settings)
     p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
                    help="auto: bfloat16 autocast on CUDA, float32 on CPU")  # fmt: skip
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -48,7 +47,13 @@ from stylelens.encoders.store import save_encoder
 from stylelens.errors import TrainingError
 from stylelens.losses import PerceptualLoss, pixel_mse
 from stylelens.networks.stylegan2 import Generator
-from stylelens.training.state import _global_rng, _restore_global_rng, describe_hardware
+from stylelens.training.state import (
+    _global_rng,
+    _restore_global_rng,
+    describe_hardware,
+    read_state_file,
+    write_state_file,
+)
 
 STATE_VERSION = 1
 # Fields a resume may change; every other one must equal the stored config.
@@ -252,10 +257,7 @@ def save_state(path: Path, state: EncoderTrainingState) -> None:
             "last": dict(state.last),
         },
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_state_file(path, payload)
 
 
 def resume_state(path: Path, config: EncoderTrainConfig, G: Generator) -> EncoderTrainingState:
@@ -265,19 +267,9 @@ def resume_state(path: Path, config: EncoderTrainConfig, G: Generator) -> Encode
     Raises:
         TrainingError: missing or unreadable file, or another config.
     """
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise TrainingError(f"{path} not found; start a run without --resume") from None
-    except Exception as exc:  # torch raises several types for damaged files
-        raise TrainingError(f"{path}: not a readable encoder training state ({exc})") from None
-    if payload.get("version") != STATE_VERSION:
-        raise TrainingError(f"{path}: unsupported state version {payload.get('version')}")
-    stored, wanted = payload["config"], config.as_dict()
-    diff = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in wanted.items()
-            if k not in RESUMABLE and stored.get(k) != v]  # fmt: skip
-    if diff:
-        raise TrainingError(f"{path} was trained with other settings: " + "; ".join(diff))
+    payload = read_state_file(
+        path, STATE_VERSION, "encoder training state", resumable=RESUMABLE, config=config.as_dict()
+    )
     state = start_state(config, G)
     state.encoder.load_state_dict(payload["encoder"])
     state.opt.load_state_dict(payload["opt"])

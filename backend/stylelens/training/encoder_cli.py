@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from stylelens.cli_args import add_model, add_models_dir
+from stylelens.cli_args import add_model, add_models_dir, add_training_run
 from stylelens.errors import StyleLensError, TrainingError
 from stylelens.settings import Settings
 
@@ -39,24 +39,12 @@ def register(subparsers: Any, settings: Settings) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the run (default: 0)")
     p.add_argument(
-        "--out-state",
-        type=Path,
-        default=None,
-        help="training state file (default: runs/encoder-<model>.pt)",
-    )
-    p.add_argument("--resume", action="store_true", help="continue the run in --out-state")
-    p.add_argument(
         "--warm-start",
         action="store_true",
         help="start from the model's installed light encoder (its weights, a new Adam, every "
         "delta free); the card keeps its earlier runs. Give it again with --resume",
     )
-    p.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bar"
-    )
-    p.add_argument(
-        "--device", default=settings.device, help="auto, cpu, cuda, cuda:N (default: %(default)s)"
-    )
+    add_training_run(p, settings, "runs/encoder-<model>.pt")
     p.set_defaults(func=cmd_train_encoder)
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -48,7 +47,13 @@ from stylelens.inversion.optimizer_store import save_optimizer
 from stylelens.losses import PerceptualLoss
 from stylelens.networks.stylegan2 import Generator
 from stylelens.render import z_from_seed
-from stylelens.training.state import _global_rng, _restore_global_rng, describe_hardware
+from stylelens.training.state import (
+    _global_rng,
+    _restore_global_rng,
+    describe_hardware,
+    read_state_file,
+    write_state_file,
+)
 
 STATE_VERSION = 1
 RESUMABLE = ("images", "patience", "tick_iterations")
@@ -335,10 +340,7 @@ def save_state(path: Path, state: OptimizerTrainingState) -> None:
             "hardware": list(state.hardware), "last": dict(state.last),
         },
     }  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_state_file(path, payload)
 
 
 def resume_state(path: Path, config: OptimizerTrainConfig, G: Generator) -> OptimizerTrainingState:
@@ -347,19 +349,10 @@ def resume_state(path: Path, config: OptimizerTrainConfig, G: Generator) -> Opti
     Raises:
         TrainingError: missing or unreadable file, or another config.
     """
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise TrainingError(f"{path} not found; start a run without --resume") from None
-    except Exception as exc:  # torch raises several types for damaged files
-        raise TrainingError(f"{path}: not a readable optimizer training state ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("version") != STATE_VERSION:
-        raise TrainingError(f"{path}: not an optimizer training state of version {STATE_VERSION}")
-    stored, wanted = payload["config"], config.as_dict()
-    diff = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in wanted.items()
-            if k not in RESUMABLE and stored.get(k) != v]  # fmt: skip
-    if diff:
-        raise TrainingError(f"{path} was trained with other settings: " + "; ".join(diff))
+    payload = read_state_file(
+        path, STATE_VERSION, "optimizer training state", resumable=RESUMABLE,
+        config=config.as_dict(),
+    )  # fmt: skip
     state = start_state(config, G)
     device = G.mapping.w_avg.device
     state.optimizer.load_state_dict(payload["optimizer"])

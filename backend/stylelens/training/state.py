@@ -242,9 +242,40 @@ def save_checkpoint(path: Path, state: TrainingState, *, metrics: dict[str, floa
         },
         "metrics": dict(metrics),
     }
+    write_state_file(path, payload)
+
+
+def write_state_file(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` to ``path`` atomically (temporary file + rename), making its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
+
+
+def read_state_file(
+    path: Path, version: int, what: str, *, resumable: tuple[str, ...], config: dict[str, Any]
+) -> dict[str, Any]:
+    """The payload of a resumable run's state file (``what``: "encoder training state"...),
+    whose stored ``config`` must equal ``config`` except in the ``resumable`` fields.
+
+    Raises:
+        TrainingError: missing or unreadable file, another version, or other settings.
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TrainingError(f"{path} not found; start a run without --resume") from None
+    except Exception as exc:  # torch raises several types for damaged files
+        raise TrainingError(f"{path}: not a readable {what} ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("version") != version:
+        raise TrainingError(f"{path}: not a {what} of version {version}")
+    stored = payload["config"]
+    diff = [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in config.items()
+            if k not in resumable and stored.get(k) != v]  # fmt: skip
+    if diff:
+        raise TrainingError(f"{path} was trained with other settings: " + "; ".join(diff))
+    return payload
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
