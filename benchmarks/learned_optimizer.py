@@ -123,7 +123,7 @@ class Bench:
             leaf = ws.requires_grad_(True)
             loss, _, _ = image_loss(self.G.synthesis(leaf), target, self.perceptual, self.weight)
             (grad,) = torch.autograd.grad(loss.sum(), leaf)
-            out.append(float(loss[0]))
+            out.append(float(loss[0].detach()))
             if not math.isfinite(out[-1]) or out[-1] <= goal:
                 return out
             ws = (leaf - lr * grad).detach()
