@@ -270,3 +270,14 @@ def test_the_web_app_offers_and_runs_the_learned_engines(tiny: Path, tmp_path: P
             events, frames = receive_until(ws, "done")
             assert events[-1]["latent"] and events[-1]["metrics"]["psnr"] > 0
             assert frames and frames[-1].step == 6
+
+
+@pytest.mark.parametrize(
+    "bad", [["--images", "0"], ["--lr", "nan"], ["--lr", "inf"], ["--lr", "-1"], ["--batch", "0"]]
+)
+def test_train_optimizer_refuses_bad_options(tiny: Path, tmp_path: Path, capsys, bad) -> None:
+    argv = ["train-optimizer", "--model", "tiny", "--models-dir", str(tiny.parent),
+            "--out-state", str(tmp_path / "s.pt"), "--no-progress", *bad]  # fmt: skip
+    assert main(argv) == 2
+    assert "invalid option" in capsys.readouterr().err
+    assert not (tmp_path / "s.pt").exists() and not (tiny / OPTIMIZER_FILE).exists()

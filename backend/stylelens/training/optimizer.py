@@ -93,8 +93,10 @@ class OptimizerTrainConfig:
             raise ValueError("images, batch, trajectory and eval_every must be at least 1")
         if self.eval_targets < 2 or self.tick_iterations < 1 or self.patience < 1:
             raise ValueError("eval_targets must be at least 2, tick_iterations and patience 1")
-        if self.lr <= 0 or self.grad_clip <= 0 or self.latent_weight < 0:
+        if not (self.lr > 0 and self.grad_clip > 0 and self.latent_weight >= 0):  # NaN fails
             raise ValueError("lr and grad_clip must be positive, latent_weight >= 0")
+        if not math.isfinite(self.lr) or not math.isfinite(self.latent_weight):
+            raise ValueError("lr and latent_weight must be finite")
         if len(self.start_mix) != 3 or min(self.start_mix) < 0 or sum(self.start_mix) <= 0:
             raise ValueError(f"start_mix {self.start_mix}: three shares >= 0, not all 0")
         lo, hi = self.psi_range
