@@ -20,6 +20,7 @@ from stylelens.directions.cli import register as register_directions
 from stylelens.errors import StyleLensError
 from stylelens.fetch.cli import register as register_fetch
 from stylelens.inversion.cli import register as register_inversion
+from stylelens.restoration.cli import register as register_restoration
 from stylelens.settings import Settings
 from stylelens.training.cli import register as register_training
 from stylelens.training.encoder_cli import register as register_encoder_training
@@ -165,6 +166,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     register_align(sub, settings)  # align
     register_directions(sub, settings)  # directions compute|import|list|sheet, edit
     register_inversion(sub, settings)  # invert, fit-preview-heads
+    register_restoration(sub, settings)  # restore
     register_serve(sub, settings)  # serve
     register_fetch(sub, settings)  # fetch
 

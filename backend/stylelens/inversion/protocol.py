@@ -48,6 +48,10 @@ class InversionResult:
     steps: int
     elapsed: float  # seconds spent in step()
     config: dict[str, Any] = field(default_factory=dict)
+    # The engine's final image where it is not G(ws): a multi-code restoration's output.
+    image: torch.Tensor | None = None
+    # Tensors of an engine whose result is not one latent (mGANprior's codes, alphas, tail).
+    codes: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 S = TypeVar("S")

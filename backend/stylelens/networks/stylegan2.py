@@ -318,6 +318,7 @@ class SynthesisNetwork(nn.Module):
         noise: Mapping[str, torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
         until: int | None = None,
+        start: BlockOutput | None = None,
     ) -> Iterator[BlockOutput]:
         """Run the blocks in order, yielding each block's features and skip image.
 
@@ -327,6 +328,9 @@ class SynthesisNetwork(nn.Module):
             noise: optional per-layer noise maps keyed like ``noise_layers()``; they replace
                 the ``noise_mode`` noise for those layers.
             until: last resolution to run (None: the full resolution).
+            start: a block's output to continue from (features and skip image, e.g. several
+                latents' outputs composed, as mGANprior does); the blocks up to its
+                resolution are skipped and their ws ignored.
         """
         ops.assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
         if noise_mode not in NOISE_MODES:
@@ -335,13 +339,20 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(
                 f"until={until} is not one of the resolutions {self.block_resolutions}"
             )
+        if start is not None and start.resolution not in self.block_resolutions:
+            raise ValueError(
+                f"start at {start.resolution} is not one of the resolutions "
+                f"{self.block_resolutions}"
+            )
         noise = noise or {}
-        x = img = None
+        x, img = (start.x, start.img) if start is not None else (None, None)
         w_idx = 0
         for block in self.blocks():
             # A block's toRGB shares its w with the next block's first conv.
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
+            if start is not None and block.resolution <= start.resolution:
+                continue
             prefix = f"b{block.resolution}."
             block_noise = {k[len(prefix) :]: v for k, v in noise.items() if k.startswith(prefix)}
             x, img = block(
