@@ -3,6 +3,7 @@ the hand-off to one W+ latent, codes files and ``stylelens restore``."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from stylelens.restoration.tasks import (
     observe,
     read_mask,
 )
+from tests.test_api import app_models  # noqa: F401  (the fixture is reused)
 
 
 @pytest.fixture(scope="module")
@@ -375,3 +377,116 @@ def test_cli_restore_user_errors_exit_2(models_dir, face, tmp_path, capsys, extr
             "--model", "tiny-nvidia", "--out", str(tmp_path / "o")]  # fmt: skip
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+# the web app --------------------------------------------------------------------------------
+
+
+def _mask_png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    _mask_image(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_app_restores_with_a_painted_mask_then_edits_the_hand_off(app_models, tmp_path):  # noqa: F811
+    from fastapi.testclient import TestClient
+
+    from stylelens.api.app import create_app
+    from tests.test_api import new_session, receive_until, settings_for, upload
+
+    with TestClient(create_app(settings_for(app_models, tmp_path / "data"))) as client:
+        sid = new_session(client)
+        assert upload(client, sid).status_code == 200
+        a = np.zeros((64, 64))  # twice the model's 32 px: resized, and said so
+        a[20:40, 16:48] = 255
+        files = {"file": ("mask.png", _mask_png(a), "image/png")}
+        r = client.post(f"/api/sessions/{sid}/masks", files=files)
+        assert r.status_code == 200, r.text
+        mask = r.json()
+        assert (
+            mask["hole_fraction"] == pytest.approx(0.15625, abs=1e-4)
+            and "resized" in mask["notes"][0]
+        )
+        stored = Image.open(io.BytesIO(client.get(mask["mask_url"]).content))
+        assert stored.size == (32, 32) and set(np.unique(np.asarray(stored))) == {0, 255}
+        with client.websocket_connect(f"/api/ws?session={sid}") as ws:
+            hello = ws.receive_json()
+            assert hello["model"]["restore"] == ["colorize", "superres", "inpaint"]
+            restore = {"task": "inpaint", "mask": mask["mask"], "codes": 3, "handoff_steps": 4}
+            ws.send_json({"type": "start_inversion", "steps": 5, "restore": restore})
+            events, frames = receive_until(ws, "done")
+            started = next(e for e in events if e["type"] == "started")
+            assert started["total"] == 9
+            progress = [e for e in events if e["type"] == "progress"]
+            assert progress[-1]["step"] == 9 and "handoff_total" in progress[-1]["losses"]
+            assert frames and frames[-1].step == 9
+            done = events[-1]
+            assert done["result_url"] and done["latent"] and "handoff_psnr" in done["metrics"]
+            png = client.get(done["result_url"])
+            assert Image.open(io.BytesIO(png.content)).size == (32, 32)
+            ws.send_json({"type": "render_edit", "scales": {"smile": 2.0}})  # the sliders work
+            events, frames = receive_until(ws, "queued")
+            msg = ws.receive()
+            assert msg.get("bytes") is not None
+            # colorize of the colour upload: converted to gray, and the page is told
+            ws.send_json({"type": "start_inversion", "steps": 2,
+                          "restore": {"task": "colorize", "handoff_steps": 0}})  # fmt: skip
+            events, _ = receive_until(ws, "done")
+            started = next(e for e in events if e["type"] == "started")
+            assert "converted to gray" in started["note"]
+            assert client.get(f"/api/sessions/{sid}").json()["results"]  # listed to download
+
+
+@pytest.mark.parametrize(
+    ("restore", "message"),
+    [
+        ({"task": "inpaint"}, "inpainting needs a mask"),
+        ({"task": "superres", "scale": 3}, "restore.scale"),
+        ({"task": "colorize", "mask": "a" * 22}, "a mask is for inpainting"),
+        ({"task": "sharpen"}, "restore.task"),
+        ({"task": "colorize", "handoff_steps": 2000}, "hand-off steps count too"),
+    ],
+)
+def test_app_refuses_bad_restorations(app_models, tmp_path, restore, message):  # noqa: F811
+    from fastapi.testclient import TestClient
+
+    from stylelens.api.app import create_app
+    from tests.test_api import new_session, settings_for, upload
+
+    with TestClient(create_app(settings_for(app_models, tmp_path / "data"))) as client:
+        sid = new_session(client)
+        upload(client, sid)
+        with client.websocket_connect(f"/api/ws?session={sid}") as ws:
+            ws.receive_json()
+            ws.send_json({"type": "start_inversion", "steps": 5, "restore": restore})
+            e = ws.receive_json()
+            assert e["type"] == "error" and e["code"] == "invalid" and message in e["message"], e
+
+
+def test_app_refuses_bad_masks_and_unknown_ones(app_models, tmp_path):  # noqa: F811
+    from fastapi.testclient import TestClient
+
+    from stylelens.api.app import create_app
+    from tests.test_api import new_session, receive_until, settings_for, upload
+
+    with TestClient(create_app(settings_for(app_models, tmp_path / "data"))) as client:
+        sid = new_session(client)
+        upload(client, sid)
+        url = f"/api/sessions/{sid}/masks"
+        for data, status, text in [
+            (_mask_png(np.zeros((32, 32))), 422, "the mask is empty"),
+            (_mask_png(np.full((32, 32), 255)), 422, "covers the whole image"),
+            (_mask_png(np.full((32, 48), 255)), 422, "must be square"),
+            (_mask_png(np.full((40, 40), 255)), 422, "40x40, the model makes 32x32"),
+            (b"not an image", 415, "not an image"),
+            (b"", 422, "empty"),
+        ]:
+            r = client.post(url, files={"file": ("m.png", data, "image/png")})
+            assert r.status_code == status and text in r.json()["detail"], (r.status_code, r.text)
+        assert client.get(f"/api/sessions/{sid}").status_code == 200  # the session is intact
+        with client.websocket_connect(f"/api/ws?session={sid}") as ws:
+            ws.receive_json()
+            restore = {"task": "inpaint", "mask": "b" * 22}
+            ws.send_json({"type": "start_inversion", "steps": 3, "restore": restore})
+            events, _ = receive_until(ws, "error")
+            assert "is not one of this session's" in events[-1]["message"]

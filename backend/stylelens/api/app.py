@@ -295,6 +295,44 @@ def process_upload(
     }
 
 
+MASK_MAX_BYTES = 4 * 1024 * 1024  # a 1024-px mask PNG is tens of kB
+MASK_MAX_SIDE = 4096
+
+
+def process_mask(storage: Storage, sid: str, data: bytes, *, resolution: int) -> dict[str, Any]:
+    """Read an inpainting mask (:func:`~stylelens.restoration.tasks.read_mask`) and store it
+    as a binary PNG at the model's resolution. Runs in a thread."""
+    from PIL import Image, UnidentifiedImageError
+
+    from stylelens.restoration.tasks import RestorationError, read_mask
+
+    if not data:
+        raise UploadRejected(422, "the mask is empty (no bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            if max(opened.size) > MASK_MAX_SIDE:
+                raise UploadRejected(422, f"the mask is {opened.width}x{opened.height}: too large")
+            im = opened.convert("RGBA" if "A" in opened.getbands() else "L")
+    except UnidentifiedImageError:
+        raise UploadRejected(415, "the mask is not an image we can read (PNG, WebP...)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise UploadRejected(422, f"the mask cannot be decoded: {e}") from None
+    try:
+        mask = read_mask(im, resolution)
+    except RestorationError as e:
+        raise UploadRejected(422, str(e)) from None
+    mid, path = storage.new_item_path(sid, "png")
+    Image.fromarray((mask.hole[0, 0].numpy() * 255).astype("uint8"), "L").save(path, "PNG")
+    fraction = float(mask.hole.mean())
+    storage.add(sid, mid, path, kind="mask", mime="image/png", meta={"hole": fraction})
+    return {
+        "mask": mid,
+        "mask_url": f"/api/sessions/{sid}/files/{mid}",
+        "hole_fraction": round(fraction, 4),
+        "notes": list(mask.notes),
+    }
+
+
 def recrop_upload(
     storage: Storage, sid: str, crop_id: str, box: CropBox, *, resolution: int
 ) -> dict[str, Any]:
@@ -437,6 +475,20 @@ def build_router(settings: Settings) -> APIRouter:
         except UploadRejected as e:
             raise HTTPException(e.status, str(e)) from None
 
+    @router.post("/sessions/{sid}/masks", max_body_size=MASK_MAX_BYTES)
+    async def mask(
+        sid: str, file: UploadFile, storage: StorageDep, runtimes: RuntimesDep
+    ) -> dict[str, Any]:
+        """Upload an inpainting mask (multipart field ``file``, an image the size of the
+        model's crops or a whole multiple of it; white or opaque: fill in). Stored binary."""
+        _session(storage, sid)
+        data = await file.read()
+        resolution = runtimes.for_session(sid).G.img_resolution
+        try:
+            return await asyncio.to_thread(process_mask, storage, sid, data, resolution=resolution)
+        except UploadRejected as e:
+            raise HTTPException(e.status, str(e)) from None
+
     @router.get("/sessions/{sid}/files/{iid}")
     def file(sid: str, iid: str, storage: StorageDep) -> FileResponse:
         """One of the session's files (upload, crop, latent, result)."""
@@ -570,9 +622,12 @@ def handle_message(conn: Connection, msg: Any, worker: Any, settings: Settings) 
             engines = worker.runtimes.for_session(sid).model_info().engines
             if msg.engine not in engines:
                 raise p.ProtocolError("invalid", f"engine {msg.engine!r}: choose from {engines}")
-            if msg.steps > settings.max_steps:
+            total = msg.steps + (msg.restore.handoff_steps if msg.restore else 0)
+            if total > settings.max_steps:
                 raise p.ProtocolError(
-                    "invalid", f"steps: at most {settings.max_steps} on this server"
+                    "invalid",
+                    f"steps: at most {settings.max_steps} on this server"
+                    + (" (a restoration's hand-off steps count too)" if msg.restore else ""),
                 )
             worker.submit_inversion(
                 sid,
@@ -580,6 +635,7 @@ def handle_message(conn: Connection, msg: Any, worker: Any, settings: Settings) 
                 steps=msg.steps,
                 upload=msg.upload,
                 init_latent=msg.init_latent,
+                restore=msg.restore,
             )
         elif isinstance(msg, p.Cancel):
             if not worker.cancel(sid, msg.job):

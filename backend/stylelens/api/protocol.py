@@ -12,7 +12,14 @@ import struct
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 PROTOCOL_VERSION = 1
 
@@ -137,6 +144,31 @@ class EditParams(_Msg):
                 )
 
 
+RestoreTask = Literal["colorize", "superres", "inpaint"]
+
+
+class RestoreParams(_Msg):
+    """Restore the upload with the multi-code GAN prior (seed 004) instead of inverting it:
+    ``steps`` are mGANprior's, then ``handoff_steps`` of ``engine`` invert the restored face
+    to one W+ latent that the sliders edit (0: no hand-off; the sliders then edit mGANprior's
+    dominant code, an approximation)."""
+
+    task: RestoreTask
+    scale: Literal[2, 4, 8, 16] = 8  # super-resolution: the upload is seen at R / scale
+    mask: ItemId | None = None  # inpaint: a mask of this session (POST .../masks)
+    codes: int | None = Field(default=None, ge=1, le=64)  # None: the task's default
+    layer: int | None = Field(default=None, ge=2, le=18)  # None: the task's default
+    handoff_steps: int = Field(default=60, ge=0)
+
+    @model_validator(mode="after")
+    def _mask_for_inpainting(self) -> RestoreParams:
+        if self.task == "inpaint" and self.mask is None:
+            raise ValueError("inpainting needs a mask: POST it to /api/sessions/{id}/masks")
+        if self.task != "inpaint" and self.mask is not None:
+            raise ValueError(f"a mask is for inpainting, not {self.task}")
+        return self
+
+
 class StartInversion(_Msg):
     type: Literal["start_inversion"]
     engine: str = "progressive"
@@ -145,6 +177,7 @@ class StartInversion(_Msg):
     # A latent id of this session to start from (e.g. an interrupted inversion's checkpoint);
     # None: the model's average latent.
     init_latent: ItemId | None = None
+    restore: RestoreParams | None = None  # a restoration instead of a plain inversion
 
 
 class Cancel(_Msg):
@@ -257,6 +290,7 @@ class ModelInfo(_Msg):
     engines: list[str]
     preview_heads: bool
     encoder: bool = False  # inversions start from its one-pass guess
+    restore: list[str] = Field(default_factory=list)  # restoration tasks the model can run
 
 
 class ModelChoice(_Msg):
@@ -335,6 +369,7 @@ class Started(_Msg):
     # An inversion's starting point: the model's encoder (its reconstruction is the job's
     # first frame, step 0), the average latent, or the latent the client named.
     init: InitKind | None = None
+    note: str | None = None  # what was done to the input (a restoration's gray conversion...)
 
 
 class Progress(_Msg):

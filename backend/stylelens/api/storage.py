@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ITEM_KINDS = ("upload", "crop", "latent", "result")
+ITEM_KINDS = ("upload", "crop", "latent", "result", "mask")
 _ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (

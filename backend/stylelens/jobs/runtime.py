@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from stylelens.api.protocol import DirectionInfo, EditParams, InitKind, ModelInfo
+from stylelens.api.protocol import DirectionInfo, EditParams, InitKind, ModelInfo, RestoreParams
 from stylelens.api.storage import Checkpoint, Storage
 from stylelens.directions.core import Direction
 from stylelens.directions.edit import apply_directions, style_mix, truncate_toward
@@ -61,6 +61,7 @@ class Inversion:
     engine_name: str
     init: InitKind = "average"  # where it started
     first_preview: torch.Tensor | None = None  # [1, 3, R, R]: the encoder's guess, if it ran
+    note: str | None = None  # what was done to the input (a restoration's)
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ class ModelRuntime:
             engines=engines,
             preview_heads=self.heads is not None,
             encoder=self.encoder is not None,
+            restore=["colorize", "superres", "inpaint"] if self.G.img_resolution >= 8 else [],
         )
 
     def direction_infos(self) -> list[DirectionInfo]:
@@ -311,10 +313,11 @@ class ModelRuntime:
         steps: int,
         upload: str | None,
         init_latent: str | None = None,
+        restore: RestoreParams | None = None,
     ) -> Inversion:
         """Start inverting the session's upload (default: its latest), from the model's average
         latent or from ``init_latent``, a latent of the session (an interrupted inversion's
-        checkpoint, an earlier inversion)."""
+        checkpoint, an earlier inversion); or, with ``restore``, restoring it."""
         from stylelens.data.images import to_tensor
 
         upload = upload or self.storage.session_state(session)[0]
@@ -324,6 +327,8 @@ class ModelRuntime:
         init_ws = self._latent(session, init_latent).ws.to(self.device) if init_latent else None
         with Image.open(item.path) as im:
             target = to_tensor(im.convert("RGB")).to(self.device)
+        if restore is not None:
+            return self._start_restoration(session, target, engine, steps, upload, restore)
         init: InitKind = "latent" if init_ws is not None else "average"
         first = None
         if init_ws is None and self.encoder is not None:
@@ -342,6 +347,65 @@ class ModelRuntime:
         state = eng.start(target, config, init_ws)
         self.storage.drop_checkpoint(session, keep_latent=True)  # a new run replaces the offer
         return Inversion(eng, state, steps, upload, engine, init, first)
+
+    def _start_restoration(
+        self,
+        session: str,
+        photo: torch.Tensor,
+        engine: str,
+        steps: int,
+        upload: str,
+        params: RestoreParams,
+    ) -> Inversion:
+        """mGANprior on the upload, then ``params.handoff_steps`` of ``engine`` from the
+        encoder's guess of the restored face (``docs/restoration.md``)."""
+        from stylelens.restoration.engine import RestoreConfig, RestoreEngine, restoration_config
+        from stylelens.restoration.tasks import make_task, observe, read_mask
+
+        R = self.G.img_resolution
+        hole = None
+        notes: list[str] = []
+        if params.mask is not None:
+            item = self.storage.get(session, params.mask, "mask")
+            if item is None:
+                raise JobError("bad_request", f"mask {params.mask!r} is not one of this session's")
+            with Image.open(item.path) as im:
+                hole = read_mask(im.convert("L"), R).hole.to(self.device)
+        task = make_task(params.task, scale=params.scale, mask=hole)
+        observed, said = observe(task, photo, R)
+        notes += said
+        config = restoration_config(task, R, steps=steps, codes=params.codes, layer=params.layer)
+        handoff = handoff_config = None
+        if params.handoff_steps > 0:
+            handoff, handoff_config = make_engine(
+                engine,
+                self.G,
+                steps=params.handoff_steps,
+                perceptual=self.perceptual,
+                heads=self.heads,
+                learned=self.learned,
+            )
+        encoder = self.encoder
+
+        def init(image: torch.Tensor) -> torch.Tensor | None:
+            if encoder is None:
+                return None
+            from stylelens.encoders.encode import encode
+
+            return encode(encoder, image)
+
+        eng = RestoreEngine(self.G, perceptual=self.perceptual, handoff=handoff, handoff_init=init)
+        rconfig = RestoreConfig(config, handoff_config)
+        state = eng.start(observed, rconfig)
+        self.storage.drop_checkpoint(session, keep_latent=True)
+        return Inversion(
+            eng,
+            state,
+            rconfig.steps,
+            upload,
+            f"restore-{params.task}",
+            note="; ".join(notes) or None,
+        )
 
     def _latent(self, session: str, latent_id: str) -> Latent:
         item = self.storage.get(session, latent_id, "latent")
@@ -411,13 +475,17 @@ class ModelRuntime:
         )
         metrics = {k: float(v) for k, v in result.metrics.items()}
         self.storage.drop_checkpoint(session, keep_latent=False)  # superseded by the result
-        iid = self._save_latent(
-            session,
-            latent,
-            current=True,
-            meta={"upload": inv.upload, "engine": inv.engine_name, "steps": result.steps},
-        )
-        return Saved(iid, file_url(session, iid), metrics=metrics)
+        meta = {"upload": inv.upload, "engine": inv.engine_name, "steps": result.steps}
+        iid = self._save_latent(session, latent, current=True, meta=meta)
+        result_url = None
+        if result.image is not None:  # a restoration: its image is a result to download
+            rid, path = self.storage.new_item_path(session, "png")
+            Image.fromarray(to_uint8(result.image)[0]).save(path, "PNG")
+            self.storage.add(
+                session, rid, path, kind="result", mime="image/png", meta={**meta, "latent": iid}
+            )
+            result_url = file_url(session, rid)
+        return Saved(iid, file_url(session, iid), result_url, metrics=metrics)
 
 
 class Runtimes:

@@ -64,6 +64,7 @@ from stylelens.api.protocol import (
     JobKind,
     Progress,
     Queued,
+    RestoreParams,
     RunningInversion,
     ServerEvent,
     Started,
@@ -210,9 +211,11 @@ class Worker:
         steps: int,
         upload: str | None,
         init_latent: str | None = None,
+        restore: RestoreParams | None = None,
     ) -> str:
-        """Queue an inversion; the session's running or queued inversion is cancelled."""
-        job = self._new(session, "inversion", (engine, steps, upload, init_latent))
+        """Queue an inversion (or, with ``restore``, a restoration); the session's running or
+        queued inversion is cancelled."""
+        job = self._new(session, "inversion", (engine, steps, upload, init_latent, restore))
         with self._cond:
             q = self._sessions.get(session)
             replaced = [j for j in q.jobs if j.kind == "inversion"] if q else []
@@ -281,7 +284,9 @@ class Worker:
             for j in candidates:
                 if j.session == session and j.kind == "inversion" and not j.cancel:
                     j.abandon = False  # back before the worker stopped it: it runs on
-                    engine, total = j.params[0], j.params[1]
+                    inv = j.inversion
+                    engine = inv.engine_name if inv else j.params[0]
+                    total = inv.total if inv else j.params[1]
                     return RunningInversion(job=j.id, engine=engine, step=j.step, total=total)
         return None
 
@@ -501,13 +506,21 @@ class Worker:
     def _invert_turn(self, job: Job) -> bool:
         rt = self.runtimes.for_session(job.session)
         if job.inversion is None:
-            engine, steps, upload, init_latent = job.params
+            engine, steps, upload, init_latent, restore = job.params
             job.inversion = rt.start_inversion(
-                job.session, engine=engine, steps=steps, upload=upload, init_latent=init_latent
+                job.session,
+                engine=engine,
+                steps=steps,
+                upload=upload,
+                init_latent=init_latent,
+                restore=restore,
             )
             inv = job.inversion
             self._emit(
-                job.session, Started(job=job.id, kind="inversion", total=steps, init=inv.init)
+                job.session,
+                Started(
+                    job=job.id, kind="inversion", total=inv.total, init=inv.init, note=inv.note
+                ),
             )
             if inv.first_preview is not None:  # the encoder's guess, before any step
                 self._emit(
@@ -563,6 +576,7 @@ class Worker:
                 kind="inversion",
                 latent=saved.latent,
                 latent_url=saved.latent_url,
+                result_url=saved.result_url,
                 metrics=saved.metrics,
             ),
         )
