@@ -306,3 +306,86 @@ def test_inversion_starts_from_the_encoders_guess_and_says_so(
         assert captions and "the encoder's guess (one pass)" not in captions, captions
         assert not errors, errors
         browser.close()  # type: ignore[attr-defined]
+
+
+MASK_PAINT = """() => {
+  const c = document.getElementById('mask');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i] >= 128) n++;
+  return n;
+}"""
+
+
+def test_restore_panel_paints_a_mask_inpaints_and_hands_off_to_the_sliders(
+    server: str, tmp_path: Path
+) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_sync.sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server + "/")
+        page.wait_for_selector("#conn.online")
+        assert page.locator("#restore").is_visible()
+        page.set_input_files("#file", str(face_file(tmp_path)))
+        page.wait_for_function("document.getElementById('target').src.includes('/files/')")
+        page.select_option("#restore-task", "superres")
+        assert page.locator("#restore-scale-row").is_visible()
+        page.select_option("#restore-task", "inpaint")
+        mask = page.locator("#mask")
+        mask.wait_for(state="visible")
+        assert page.evaluate("document.getElementById('mask').width") == 32  # the model's size
+        page.click("#restore-start")  # nothing painted yet: refused with a message
+        page.wait_for_function("document.getElementById('message').textContent.includes('Paint')")
+        box = mask.bounding_box()
+        assert box is not None
+        x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+        page.mouse.move(x0 + 0.25 * w, y0 + 0.5 * h)
+        page.mouse.down()
+        page.mouse.move(x0 + 0.75 * w, y0 + 0.55 * h, steps=8)
+        page.mouse.up()
+        painted = page.evaluate(MASK_PAINT)
+        assert painted > 20
+        page.click("#mask-eraser")  # erase a bit of it
+        page.mouse.move(x0 + 0.5 * w, y0 + 0.52 * h)
+        page.mouse.down()
+        page.mouse.up()
+        assert 0 < page.evaluate(MASK_PAINT) < painted
+        page.keyboard.press("Control+z")  # undo covers the mask: the erasure is gone
+        assert page.evaluate(MASK_PAINT) == painted
+        page.click("#undo")  # and the stroke
+        assert page.evaluate(MASK_PAINT) == 0
+        page.click("#redo")
+        assert page.evaluate(MASK_PAINT) == painted
+        page.screenshot(path=str(SHOTS / "5-mask-painted.png"))
+        page.click("#restore-start")
+        page.wait_for_function(
+            "Number(document.getElementById('preview').dataset.frames || 0) >= 3", timeout=60000
+        )
+        assert page.locator("#stop").is_enabled()
+        page.wait_for_function(
+            "document.getElementById('progress').textContent.startsWith('done')", timeout=120000
+        )
+        assert "% of the face to fill in" in page.locator("#restore-note").inner_text()
+        assert "Restored" in page.locator("#message").inner_text()
+        link = page.locator("#results a", has_text="PNG").first
+        link.wait_for()
+        page.screenshot(path=str(SHOTS / "6-restored.png"))
+        frames = int(page.locator("#preview").get_attribute("data-frames") or 0)
+        slider = page.locator("#dir-smile")  # the sliders edit the hand-off's latent
+        slider.focus()
+        for _ in range(10):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            f"Number(document.getElementById('preview').dataset.frames) > {frames}"
+        )
+        page.select_option("#restore-task", "colorize")
+        page.click("#restore-start")
+        page.wait_for_function(
+            "document.getElementById('restore-note').textContent.includes('converted to gray')",
+            timeout=60000,
+        )
+        assert not errors, errors
+        browser.close()  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 import { Client } from "./client.js";
 import * as P from "./protocol.js";
+import { RestorePanel } from "./restore.js";
 import { State, neutralEdit } from "./state.js";
 
 /** @param {string} id @returns {any} */
@@ -15,6 +16,14 @@ let renderDirty = false;
 let comparing = false;
 let framesDrawn = 0;
 let helloSeen = false;
+const restore = new RestorePanel({
+  state,
+  send: (msg) => !!client?.send(msg),
+  api,
+  say,
+  engine: () => $("engine").value,
+  changed: () => updateButtons(),
+});
 
 /** @param {string} path */
 const withToken = (path) => (token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path);
@@ -87,6 +96,7 @@ function onEvent(e) {
     case "started":
       if (e.kind === "inversion") {
         $("progress").textContent = e.init === "encoder" ? "the encoder's guess; refining…" : "started…";
+        restore.started(e.note);
       }
       if (e.kind === "commit") say("Rendering at full resolution…", "info");
       return;
@@ -140,6 +150,8 @@ function onHello(e) {
   engine.replaceChildren(...e.model.engines.map((/** @type {string} */ n) => new Option(ENGINE_LABELS[n] ?? n, n)));
   if (e.model.engines.includes(chosen)) engine.value = chosen;
   $("steps").max = e.limits.max_steps;
+  restore.setResolution(e.model.resolution);
+  restore.setTasks(e.model.restore ?? []);
   if (!helloSeen) $("steps").value = String(e.limits.default_steps);  // keep the user's on reconnect
   helloSeen = true;
   if (e.session.upload_url) $("target").src = withToken(e.session.upload_url);
@@ -180,6 +192,10 @@ function onDone(e) {
     $("bar").value = 1;
     const psnr = e.metrics.psnr ? ` · PSNR ${e.metrics.psnr.toFixed(1)} dB` : "";
     $("progress").textContent = `done${psnr}`;
+    if (e.result_url) {  // a restoration: its image is a result; the sliders edit its latent
+      $("results").prepend(resultItem({ url: e.result_url, latent_url: e.latent_url }));
+      say("Restored: download it below, or edit it with the sliders.", "info");
+    }
     renderDirty = true;
   } else if (e.kind === "random") {
     state.latent = e.latent;
@@ -234,9 +250,14 @@ function setInverting(on) {
 function updateButtons() {
   $("start").disabled = !state.upload || !!state.inversionJob;
   $("commit").disabled = !state.latent;
-  $("undo").disabled = state.undoStack.length === 0;
-  $("redo").disabled = state.redoStack.length === 0;
+  const mask = state.undoScope === "mask";
+  $("undo").disabled = mask ? !restore.canUndo() : state.undoStack.length === 0;
+  $("redo").disabled = mask ? !restore.canRedo() : state.redoStack.length === 0;
+  restore.update();
 }
+
+const undo = () => (state.undoScope === "mask" ? restore.undo() : state.undo());
+const redo = () => (state.undoScope === "mask" ? restore.redo() : state.redo());
 
 function buildSliders() {
   const named = $("sliders");
@@ -460,8 +481,8 @@ function wire() {
     if (client?.send(P.startInversion(use, Math.max(1, total - step), upload, latent))) showInterrupted(null);
   });
   $("interrupted-dismiss").addEventListener("click", () => showInterrupted(null));
-  $("undo").addEventListener("click", () => state.undo());
-  $("redo").addEventListener("click", () => state.redo());
+  $("undo").addEventListener("click", undo);
+  $("redo").addEventListener("click", redo);
   $("reset-all").addEventListener("click", () => { state.checkpoint(); state.setEdit(neutralEdit()); });
   const compare = $("compare");
   const setCompare = (/** @type {boolean} */ on) => { comparing = on; compare.setAttribute("aria-pressed", String(on)); renderDirty = true; };
@@ -476,7 +497,7 @@ function wire() {
     const inField = e.target instanceof HTMLInputElement && e.target.type !== "range";
     if (inField || !(e.ctrlKey || e.metaKey) || e.key.toLowerCase() !== "z") return;
     e.preventDefault();
-    if (e.shiftKey) state.redo(); else state.undo();
+    if (e.shiftKey) redo(); else undo();
   });
 }
 

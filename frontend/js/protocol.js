@@ -44,6 +44,14 @@ export function decodeFrame(buf) {
  */
 export const startInversion = (engine, steps, upload, initLatent = null) =>
   ({ type: "start_inversion", engine, steps, upload, init_latent: initLatent });
+/**
+ * A restoration (docs/restoration.md): mGANprior's ``steps``, then ``restore.handoff_steps``
+ * of ``engine`` to one W+ latent for the sliders.
+ * @param {string} engine @param {number} steps @param {string | null} upload
+ * @param {{task: string, scale?: number, mask?: string, handoff_steps?: number}} restore
+ */
+export const startRestore = (engine, steps, upload, restore) =>
+  ({ type: "start_inversion", engine, steps, upload, restore });
 /** @param {string} latent */
 export const useLatent = (latent) => ({ type: "use_latent", latent });
 /** @param {string} job */

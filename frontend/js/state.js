@@ -17,6 +17,8 @@ export class State {
     /** @type {Edit} */ this.edit = neutralEdit();
     /** @type {Edit[]} */ this.undoStack = [];
     /** @type {Edit[]} */ this.redoStack = [];
+    // What Undo/Redo act on: the edits, or the inpainting mask after a brush stroke.
+    /** @type {"edit" | "mask"} */ this.undoScope = "edit";
     /** @type {Set<() => void>} */ this.listeners = new Set();
   }
 
@@ -26,6 +28,7 @@ export class State {
 
   /** Record the current edit before a change (one entry per gesture). */
   checkpoint() {
+    this.undoScope = "edit";
     this.undoStack.push(structuredClone(this.edit));
     if (this.undoStack.length > 100) this.undoStack.shift();
     this.redoStack = [];
