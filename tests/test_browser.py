@@ -372,6 +372,9 @@ def test_restore_panel_paints_a_mask_inpaints_and_hands_off_to_the_sliders(
         assert "Restored" in page.locator("#message").inner_text()
         link = page.locator("#results a", has_text="PNG").first
         link.wait_for()
+        page.wait_for_function(  # the restoration itself is shown, not its W+ latent's render
+            "document.getElementById('preview-caption').textContent.startsWith('restored')"
+        )
         page.screenshot(path=str(SHOTS / "6-restored.png"))
         frames = int(page.locator("#preview").get_attribute("data-frames") or 0)
         slider = page.locator("#dir-smile")  # the sliders edit the hand-off's latent

@@ -192,11 +192,13 @@ function onDone(e) {
     $("bar").value = 1;
     const psnr = e.metrics.psnr ? ` · PSNR ${e.metrics.psnr.toFixed(1)} dB` : "";
     $("progress").textContent = `done${psnr}`;
+    renderDirty = true;
     if (e.result_url) {  // a restoration: its image is a result; the sliders edit its latent
       $("results").prepend(resultItem({ url: e.result_url, latent_url: e.latent_url }));
       say("Restored: download it below, or edit it with the sliders.", "info");
+      showPicture(withToken(e.result_url), "restored (the sliders edit its W+ latent)");
+      renderDirty = false;  // the restoration stays on show until an edit
     }
-    renderDirty = true;
   } else if (e.kind === "random") {
     state.latent = e.latent;
     $("target").removeAttribute("src");
@@ -224,6 +226,18 @@ async function onFrame(f) {
   $("preview-caption").textContent = f.kind === "inversion"
     ? (f.step === 0 ? "the encoder's guess (one pass)" : `preview · step ${f.step}`)
     : comparing ? "before (no edits)" : "edited";
+}
+
+/** Draw a picture (a restoration's result) in the preview.
+ * @param {string} url @param {string} caption */
+function showPicture(url, caption) {
+  const img = new Image();
+  img.onload = () => {
+    const canvas = $("preview");
+    canvas.getContext("2d").drawImage(img, 0, 0, canvas.width, canvas.height);
+    $("preview-caption").textContent = caption;
+  };
+  img.src = url;
 }
 
 /** @param {{url: string, latent_url: string}} r */
