@@ -205,8 +205,12 @@ class Bench:
                 task, observed = degrade(name, gt, **kw)
                 for method in ("classical", "single", "mganprior"):
                     key = f"table/{seed}/{name}/{method}"
-                    if key in self.done:
-                        rows.append(self.done[key])
+                    cached = self.done.get(key)
+                    # the first four faces also make the picture sheet: redo a logged run
+                    # only when its picture is missing (the log keeps the measured row)
+                    pictured = i >= 4 or (CELLS / f"{seed}-{name}-{method}.png").exists()
+                    if cached is not None and pictured:
+                        rows.append(cached)
                         continue
                     row: dict[str, Any] = {"key": key, "seed": seed, "task": name, "kind": kind,
                                            "method": method}  # fmt: skip
@@ -237,7 +241,7 @@ class Bench:
                             Image.fromarray(to_uint8(img)[0]).save(
                                 sheet_dir / f"{seed}-{name}-{label}.png"
                             )
-                    rows.append(self.record(row))
+                    rows.append(cached if cached is not None else self.record(row))
                     print(f"{key}: psnr {row['psnr']:.2f} d {row['d_features']:.4f} "
                           f"ms-ssim-dist {row['ms_ssim_dist']:.4f}", flush=True)  # fmt: skip
         return rows

@@ -266,6 +266,7 @@ HTTP_ROUTES = [
     {"method": "GET", "path": "/api/sessions/{sid}", "upload": False},
     {"method": "POST", "path": "/api/sessions/{sid}/uploads", "upload": True},
     {"method": "POST", "path": "/api/sessions/{sid}/uploads/{crop_id}/crop", "upload": False},
+    {"method": "POST", "path": "/api/sessions/{sid}/masks", "upload": True},
     {"method": "GET", "path": "/api/sessions/{sid}/files/{iid}", "upload": False},
     {"method": "GET", "path": "/openapi.json", "upload": False},
     {"method": "GET", "path": "/docs", "upload": False},
@@ -322,6 +323,18 @@ MESSAGE_FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "engine": st.sampled_from(["progressive", "adam", "magic", ""]),
         "steps": st.integers(-2, 5),
         "upload": st.one_of(st.none(), TEXT),
+        "restore": st.one_of(
+            st.none(),
+            shaped(
+                {
+                    "task": st.sampled_from(["colorize", "superres", "inpaint", "sharpen"]),
+                    "scale": st.sampled_from([2, 3, 8, 16]),
+                    "mask": st.one_of(st.none(), TEXT),
+                    "codes": st.integers(-1, 3),
+                    "handoff_steps": st.integers(-1, 3),
+                }
+            ),
+        ),
     },
     "cancel": {
         "job": st.one_of(st.text(alphabet="0123456789abcdef", min_size=16, max_size=16), TEXT)
