@@ -534,7 +534,7 @@ def test_cli_user_errors_exit_2(model: Path, tmp_path: Path, capsys) -> None:
         (["edit", str(good), *m, "--dir", "smile:2", "--out", out], "NAME=AMOUNT"),
         (["edit", str(wrong), *m, "--out", out], "takes [1, 8, 32]"),
         (["edit", str(tmp_path / "none.safetensors"), *m, "--out", out], "no such latent"),
-        (["edit", str(good), *m, "--mix", "coarse", "--out", out], "REF_LATENT:LAYERS"),
+        (["edit", str(good), *m, "--mix", "coarse", "--out", out], "REF:LAYERS"),
         (["edit", str(good), *m, "--out", str(tmp_path / "e.gif")], ".png"),
         (["directions", "compute", *m, "--method", "sefa", "--layers", "eyes"], "layer range"),
         (

@@ -13,6 +13,7 @@ from typing import Any
 
 from stylelens.cli_args import add_device
 from stylelens.directions.core import Direction, DirectionError
+from stylelens.editing.cli import add_region_options
 from stylelens.settings import Settings
 
 DIR_SPEC = re.compile(r"^([a-z0-9][a-z0-9_.-]*)=([+-]?(?:\d+(?:\.\d*)?|\.\d+))$")
@@ -161,12 +162,14 @@ def register(subparsers: Any, settings: Settings) -> None:
         "--mix",
         action="append",
         default=[],
-        metavar="REF_LATENT:LAYERS",
-        help="take coarse|middle|fine (or ws indices) from another latent",
+        metavar="REF:LAYERS",
+        help="take coarse|middle|fine|all (or ws indices) from another face: a latent file or "
+        "seed=N; with --mask or --preset, only inside the region (region transfer)",
     )
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi toward w_avg")
     p.add_argument("--out", type=Path, required=True, help="edited image, e.g. edited.png")
     p.add_argument("--save-latent", type=Path, default=None, help="also write the edited latent")
+    add_region_options(p)
     p.set_defaults(func=cmd_edit)
 
 
@@ -423,16 +426,18 @@ def cmd_edit(args: argparse.Namespace) -> None:
 
     from stylelens.directions.edit import apply_directions, style_mix, truncate_toward
     from stylelens.directions.store import load_direction
+    from stylelens.editing.cli import local_render
     from stylelens.latents import Latent, load_latent, save_latent
-    from stylelens.render import image_grid, to_uint8
+    from stylelens.render import image_grid, to_uint8, z_from_seed
 
     specs = [parse_dir_spec(s) for s in args.dir]
     mixes = []
     for m in args.mix:
         ref, sep, layers = m.rpartition(":")
         if not sep or not ref or not layers:
-            raise DirectionError(f"--mix {m!r}: use REF_LATENT:LAYERS, e.g. ref.safetensors:coarse")
-        mixes.append((Path(ref), layers))
+            raise DirectionError(f"--mix {m!r}: use REF:LAYERS, e.g. ref.safetensors:coarse")
+        seed = re.fullmatch(r"seed=(\d+)", ref)
+        mixes.append((int(seed[1]) if seed else Path(ref), layers))
     if args.out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise DirectionError(f"--out {args.out}: use a .png, .jpg or .webp file name")
     G, model_dir = _load_model(args)
@@ -440,20 +445,33 @@ def cmd_edit(args: argparse.Namespace) -> None:
     latent.check_fits(num_ws=G.num_ws, w_dim=G.w_dim, model_id=args.model)
     edits = [(load_direction(model_dir, name), amount) for name, amount in specs]
     ws = latent.ws
-    for ref_path, layers in mixes:
-        ref = load_latent(ref_path)
-        ref.check_fits(num_ws=G.num_ws, w_dim=G.w_dim, model_id=args.model)
-        ws = style_mix(ws, ref.ws, layers)
+    for ref, layers in mixes:
+        if isinstance(ref, int):
+            with torch.no_grad():
+                ref_ws = G.mapping(z_from_seed(ref, G.z_dim).float().to(G.mapping.w_avg)).cpu()
+        else:
+            ref_latent = load_latent(ref)
+            ref_latent.check_fits(num_ws=G.num_ws, w_dim=G.w_dim, model_id=args.model)
+            ref_ws = ref_latent.ws
+        ws = style_mix(ws, ref_ws, layers)
     if args.trunc != 1.0:
         ws = truncate_toward(ws, G.mapping.w_avg.cpu(), args.trunc)
     ws = apply_directions(ws, edits)
     device = next(G.parameters()).device
     noise = {k: v.to(device) for k, v in latent.noise.items()}
     with torch.no_grad():
-        img = G.synthesis(ws.to(device), noise=noise or None)
+        img = local_render(args, G, latent.ws.to(device), ws.to(device), noise or None)
+        if img is None:
+            img = G.synthesis(ws.to(device), noise=noise or None)
     _save_image(image_grid([to_uint8(img)[0]]), args.out)
     print(f"wrote {args.out}")
     if args.save_latent is not None:
+        if args.mask is not None or args.preset is not None:
+            print(
+                "note: the saved latent is the whole-face edit; a local edit is the original "
+                "latent, the edited one and the mask together (re-run this command to render it)",
+                file=sys.stderr,
+            )
         meta = {
             **latent.metadata,
             "model": args.model,

@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from stylelens import masks
 from stylelens.errors import StyleLensError
+from stylelens.masks import Mask
 
 TaskName = Literal["reconstruct", "colorize", "superres", "inpaint"]
 TASKS: tuple[str, ...] = ("reconstruct", "colorize", "superres", "inpaint")
@@ -250,69 +252,18 @@ def make_task(name: str, *, scale: int = 8, mask: torch.Tensor | None = None) ->
 # Turning what a user gives into observations
 
 
-@dataclass(frozen=True)
-class Mask:
-    """A hole mask [1, 1, R, R] in {0, 1} (1: fill in) and what was done to read it."""
-
-    hole: torch.Tensor
-    notes: tuple[str, ...]
-
-
 def read_mask(image: Image.Image, resolution: int) -> Mask:
-    """A hole mask from an image: white (or opaque, for an image with transparency) marks the
-    pixels to fill in, OpenCV's and LaMa's convention.
-
-    A mask with grey levels is thresholded at half (and says so); one of another aspect or a
-    square of another size is refused unless it is a whole multiple or fraction of the model's
-    resolution (then it is resized with nearest neighbours, and says so); an empty mask and one
-    that covers everything are refused.
-    """
-    notes: list[str] = []
-    if image.width != image.height:
-        raise RestorationError(
-            f"the mask is {image.width}x{image.height}; it must be square like the model's "
-            f"{resolution}x{resolution} images (paint it on the aligned crop)"
+    """An inpainting hole mask (:func:`stylelens.masks.read_mask`: white or opaque marks the
+    pixels to fill in); its refusals are :class:`RestorationError`."""
+    try:
+        return masks.read_mask(
+            image,
+            resolution,
+            marks="the region to fill in",
+            whole="nothing of the photo is left to restore from",
         )
-    alpha = image.getchannel("A") if "A" in image.getbands() else None
-    if alpha is not None and alpha.getextrema()[0] < 255:  # type: ignore[operator]
-        arr = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
-        how = "alpha"
-    else:
-        arr = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-        how = "brightness"
-    if image.width != resolution:
-        big, small = max(image.width, resolution), min(image.width, resolution)
-        if big % small:
-            raise RestorationError(
-                f"the mask is {image.width}x{image.height}, the model makes "
-                f"{resolution}x{resolution}: paint it on the aligned crop"
-            )
-        arr = (
-            np.asarray(
-                Image.fromarray((arr * 255).astype(np.uint8)).resize(
-                    (resolution, resolution), Image.Resampling.NEAREST
-                ),
-                dtype=np.float32,
-            )
-            / 255.0
-        )
-        notes.append(f"mask resized from {image.width}x{image.height} to {resolution}x{resolution}")
-    grey = float(((arr > 0.02) & (arr < 0.98)).mean())
-    if grey > 0:
-        notes.append(
-            f"the mask is not binary ({grey:.1%} of its pixels are grey): thresholded at half"
-        )
-    hole = torch.from_numpy((arr >= 0.5).astype(np.float32))[None, None]
-    frac = float(hole.mean())
-    if frac == 0:
-        raise RestorationError(
-            f"the mask is empty (no pixel is white in its {how}): paint the region to fill in"
-        )
-    if frac == 1:
-        raise RestorationError(
-            "the mask covers the whole image: nothing of the photo is left to restore from"
-        )
-    return Mask(hole, tuple(notes))
+    except masks.MaskError as e:
+        raise RestorationError(str(e)) from None
 
 
 def observe(
