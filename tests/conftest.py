@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,4 +39,26 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, nvidia_pkl: Path, rosin
     root = tmp_path_factory.mktemp("models")
     convert_checkpoint(nvidia_pkl, model_id="tiny-nvidia", models_dir=root)
     convert_checkpoint(rosinality_pt, model_id="tiny-rosinality", models_dir=root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def app_models(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The web app's models: the tiny one with preview heads and a smile direction, and a
+    second without either."""
+    from stylelens.checkpoints.native import load_generator
+    from stylelens.checkpoints.preview_heads import save_preview_heads
+    from stylelens.directions.core import Direction
+    from stylelens.directions.store import save_directions
+    from stylelens.networks.preview import FitConfig, PreviewHeads, fit_preview_heads
+
+    root = tmp_path_factory.mktemp("app-models")
+    shutil.copytree(models_dir / "tiny-nvidia", root / "tiny")
+    G, _ = load_generator(root / "tiny")
+    heads = PreviewHeads(G)
+    fit_preview_heads(G, heads, FitConfig(steps=10, batch=2, lr=0.02))
+    save_preview_heads(root / "tiny", heads, {"steps": 10})
+    v = torch.randn(G.w_dim, generator=torch.Generator().manual_seed(3))
+    save_directions(root / "tiny", [Direction("smile", v / v.norm(), unit=2.0)])
+    shutil.copytree(models_dir / "tiny-rosinality", root / "tiny-b")  # no heads, no directions
     return root

@@ -21,27 +21,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from stylelens.api.app import create_app
 from stylelens.api.protocol import FRAME_HEADER, Frame, parse_client_message
-from stylelens.checkpoints.native import load_generator
-from stylelens.checkpoints.preview_heads import save_preview_heads
-from stylelens.directions.core import Direction
-from stylelens.directions.store import save_directions
 from stylelens.latents import load_latent
-from stylelens.networks.preview import FitConfig, PreviewHeads, fit_preview_heads
 from stylelens.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def app_models(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("app-models")
-    shutil.copytree(models_dir / "tiny-nvidia", root / "tiny")
-    G, _ = load_generator(root / "tiny")
-    heads = PreviewHeads(G)
-    fit_preview_heads(G, heads, FitConfig(steps=10, batch=2, lr=0.02))
-    save_preview_heads(root / "tiny", heads, {"steps": 10})
-    v = torch.randn(G.w_dim, generator=torch.Generator().manual_seed(3))
-    save_directions(root / "tiny", [Direction("smile", v / v.norm(), unit=2.0)])
-    shutil.copytree(models_dir / "tiny-rosinality", root / "tiny-b")  # no heads, no directions
-    return root
 
 
 def settings_for(models: Path, data: Path, **kw: Any) -> Settings:

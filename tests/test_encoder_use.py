@@ -20,7 +20,7 @@ from stylelens.encoders.encode import encode
 from stylelens.encoders.light import LightEncoder
 from stylelens.encoders.store import load_encoder, save_encoder
 from stylelens.latents import load_latent
-from tests.test_api import app_models, new_session, receive_until, settings_for, upload  # noqa: F401
+from tests.test_api import new_session, receive_until, settings_for, upload
 
 CONFIG = {"num_ws": 8, "w_dim": 32, "input_resolution": 32, "channels": [8, 8, 8, 8],
           "pyramid_channels": 16}  # fmt: skip
@@ -36,7 +36,7 @@ def tiny_encoder(G: torch.nn.Module) -> LightEncoder:
 
 
 @pytest.fixture(scope="module")
-def encoded_models(app_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def encoded_models(app_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("encoded")
     shutil.copytree(app_models / "tiny", root / "tiny")
     G, _ = load_generator(root / "tiny")
@@ -66,7 +66,7 @@ def test_encode_writes_the_encoders_latent(encoded_models: Path, tmp_path: Path,
 
 
 def test_encode_and_init_encoder_refuse_a_model_without_one(
-    app_models: Path,  # noqa: F811
+    app_models: Path,
     tmp_path: Path,
     capsys,
 ) -> None:

@@ -43,7 +43,7 @@ from stylelens.api.protocol import (
     Frame,
     ServerEvent,
 )
-from tests.test_api import app_models, png_bytes, settings_for  # noqa: F401
+from tests.test_api import png_bytes, settings_for
 
 HTTP_CASES = 3200
 WS_MESSAGE_CASES = 5600
@@ -79,7 +79,7 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def target(app_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:  # noqa: F811
+def target(app_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     data = tmp_path_factory.mktemp("fuzz") / "data"
     # Small limits keep each case cheap: a damaged header claiming a huge image is refused
     # before it is decoded, and a valid inversion is a few steps of the tiny model.

@@ -30,7 +30,7 @@ from stylelens.data.images import (
     to_tensor,
 )
 from stylelens.latents import Latent, LatentError, load_latent, save_latent
-from tests.test_api import app_models, new_session, settings_for, upload  # noqa: F401
+from tests.test_api import new_session, settings_for, upload
 
 MB = 2**20
 
@@ -233,7 +233,7 @@ def test_orientation_and_modes_survive_the_reduction() -> None:
 
 
 def test_an_upload_of_a_huge_image_is_stored_downscaled(
-    app_models: Path,  # noqa: F811
+    app_models: Path,
     tmp_path: Path,
 ) -> None:
     with TestClient(create_app(settings_for(app_models, tmp_path / "d"))) as c:
@@ -248,7 +248,7 @@ def test_an_upload_of_a_huge_image_is_stored_downscaled(
 
 
 def test_at_most_two_uploads_decode_at_once_and_a_long_wait_is_503(
-    app_models: Path,  # noqa: F811
+    app_models: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

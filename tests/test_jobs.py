@@ -16,7 +16,7 @@ from stylelens.api.protocol import Done, EditParams, Error, Frame, Progress
 from stylelens.api.storage import Storage
 from stylelens.jobs.runtime import ModelRuntime, Runtimes
 from stylelens.jobs.worker import Busy, Worker
-from tests.test_api import app_models, png_bytes, settings_for  # noqa: F401
+from tests.test_api import png_bytes, settings_for
 
 
 class Recorder:
@@ -39,7 +39,7 @@ class Recorder:
 
 
 @pytest.fixture()
-def runtime(app_models: Path, tmp_path: Path) -> ModelRuntime:  # noqa: F811
+def runtime(app_models: Path, tmp_path: Path) -> ModelRuntime:
     storage = Storage(tmp_path / "data")
     return ModelRuntime.load(settings_for(app_models, tmp_path / "data"), storage)
 

@@ -265,3 +265,92 @@ def test_cli_region_errors_exit_2(model: Path, tmp_path: Path, capsys) -> None:
     for extra, message in cases:
         assert main(["edit", str(latent), *m, *extra]) == 2, extra
         assert message in capsys.readouterr().err, extra
+
+
+# ---------------------------------------------------------------------------------------------
+# The web app: render_edit / commit with a region, region_preset
+
+
+def test_the_app_edits_inside_a_painted_region_only(app_models: Path, tmp_path: Path) -> None:
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from stylelens.api.app import create_app
+    from tests.test_api import new_session, receive_edit, receive_until, settings_for
+
+    region = _blob()
+    buf = io.BytesIO()
+    Image.fromarray((region[0, 0].numpy() * 255).astype(np.uint8), "L").save(buf, "PNG")
+    with TestClient(create_app(settings_for(app_models, tmp_path / "data"))) as c:
+        sid = new_session(c)
+        up = c.post(f"/api/sessions/{sid}/masks", files={"file": ("m.png", buf.getvalue())})
+        assert up.status_code == 200, up.text
+        mask = up.json()["mask"]
+        with c.websocket_connect(f"/api/ws?session={sid}") as ws:
+            ws.receive_json()
+            ws.send_json({"type": "random_face", "seed": 3})
+            receive_until(ws, "done")
+            results = {}
+            mix = {"seed": 11, "layers": "all"}
+            for name, extra in [
+                ("original", {}),
+                ("whole", {"mixing": mix}),
+                ("local", {"mixing": mix, "region": {"mask": mask, "blend_res": 16}}),
+            ]:
+                ws.send_json({"type": "commit", **extra})
+                done = receive_until(ws, "done")[0][-1]
+                png = c.get(done["result_url"]).content
+                results[name] = np.asarray(Image.open(io.BytesIO(png))).astype(int)
+            ws.send_json(
+                {"type": "render_edit", "mixing": mix, "region": {"mask": mask, "blend_res": 16}}
+            )
+            _, frame = receive_edit(ws)
+            assert frame.kind == "edit"
+            for bad, message in [
+                ({"mask": "A" * 22}, "no mask"),
+                ({"mask": mask, "blend_res": 12}, "choose one of 8, 16, 32"),
+            ]:
+                ws.send_json({"type": "render_edit", "mixing": mix, "region": bad})
+                events, _ = receive_until(ws, "error")
+                assert message in events[-1]["message"], events[-1]
+            ws.send_json({"type": "render_edit", "region": {"mask": mask, "blend_res": 4}})
+            events, _ = receive_until(ws, "error")
+            assert events[-1]["code"] == "invalid"
+    outside = feather_mask(region, default_feather_for_tiny())[0, 0].numpy() == 0
+    inside = region[0, 0].numpy() > 0
+    assert np.abs(results["local"] - results["original"])[outside].max() <= 1
+    whole_change = np.abs(results["whole"] - results["original"])[inside].mean()
+    assert np.abs(results["local"] - results["original"])[inside].mean() > 0.3 * whole_change
+
+
+def default_feather_for_tiny() -> int:
+    from stylelens.editing.local import default_feather
+
+    return default_feather(R)
+
+
+def test_a_region_preset_on_a_face_without_landmarks_is_refused(
+    app_models: Path, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from stylelens.api.app import create_app
+    from tests.test_api import new_session, receive_until, settings_for
+
+    with TestClient(create_app(settings_for(app_models, tmp_path / "data"))) as c:
+        sid = new_session(c)
+        with c.websocket_connect(f"/api/ws?session={sid}") as ws:
+            ws.receive_json()
+            ws.send_json({"type": "region_preset", "preset": "mouth"})
+            events, _ = receive_until(ws, "error")
+            assert events[-1]["code"] == "no_latent"
+            ws.send_json({"type": "random_face", "seed": 3})
+            receive_until(ws, "done")
+            ws.send_json({"type": "region_preset", "preset": "mouth"})
+            events, _ = receive_until(ws, "error")
+            # The tiny model's random face has no face MediaPipe can find.
+            assert "paint the region with the brush" in events[-1]["message"]
+            ws.send_json({"type": "region_preset", "preset": "ears"})
+            events, _ = receive_until(ws, "error")
+            assert events[-1]["code"] == "invalid"

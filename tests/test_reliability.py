@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 
 from stylelens.api.app import create_app
 from tests.live import live_server, server_process
-from tests.test_api import app_models, settings_for  # noqa: F401  (the fixture is reused)
+from tests.test_api import settings_for
 
 
 def close_code(url: str, **headers: str) -> int:
@@ -28,7 +28,7 @@ def close_code(url: str, **headers: str) -> int:
     return closed.value.rcvd.code
 
 
-def test_refusals_are_close_codes_not_http_403(app_models: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_refusals_are_close_codes_not_http_403(app_models: Path, tmp_path: Path) -> None:
     app = create_app(settings_for(app_models, tmp_path / "d", auth_token="s3cret"))
     with live_server(app) as base:
         r = httpx.post(f"{base}/api/sessions", headers={"Authorization": "Bearer s3cret"})
@@ -43,7 +43,7 @@ def test_refusals_are_close_codes_not_http_403(app_models: Path, tmp_path: Path)
 
 
 def test_access_log_has_no_tokens_or_session_ids(
-    app_models: Path,  # noqa: F811
+    app_models: Path,
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
@@ -93,7 +93,7 @@ def _events_until(ws: object, want: str, limit: int = 5000) -> list[dict]:
 
 
 def test_kill_9_keeps_results_and_offers_the_interrupted_inversion(
-    app_models: Path,  # noqa: F811
+    app_models: Path,
     tmp_path: Path,
 ) -> None:
     from stylelens.latents import load_latent

@@ -30,7 +30,6 @@ from stylelens.restoration.tasks import (
     observe,
     read_mask,
 )
-from tests.test_api import app_models  # noqa: F401  (the fixture is reused)
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +387,7 @@ def _mask_png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def test_app_restores_with_a_painted_mask_then_edits_the_hand_off(app_models, tmp_path):  # noqa: F811
+def test_app_restores_with_a_painted_mask_then_edits_the_hand_off(app_models, tmp_path):
     from fastapi.testclient import TestClient
 
     from stylelens.api.app import create_app
@@ -447,7 +446,7 @@ def test_app_restores_with_a_painted_mask_then_edits_the_hand_off(app_models, tm
         ({"task": "colorize", "handoff_steps": 2000}, "hand-off steps count too"),
     ],
 )
-def test_app_refuses_bad_restorations(app_models, tmp_path, restore, message):  # noqa: F811
+def test_app_refuses_bad_restorations(app_models, tmp_path, restore, message):
     from fastapi.testclient import TestClient
 
     from stylelens.api.app import create_app
@@ -463,7 +462,7 @@ def test_app_refuses_bad_restorations(app_models, tmp_path, restore, message):  
             assert e["type"] == "error" and e["code"] == "invalid" and message in e["message"], e
 
 
-def test_app_refuses_bad_masks_and_unknown_ones(app_models, tmp_path):  # noqa: F811
+def test_app_refuses_bad_masks_and_unknown_ones(app_models, tmp_path):
     from fastapi.testclient import TestClient
 
     from stylelens.api.app import create_app

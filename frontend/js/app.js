@@ -2,6 +2,7 @@
 
 import { Client } from "./client.js";
 import * as P from "./protocol.js";
+import { RegionPanel } from "./region.js";
 import { RestorePanel } from "./restore.js";
 import { State, neutralEdit } from "./state.js";
 
@@ -22,6 +23,14 @@ const restore = new RestorePanel({
   api,
   say,
   engine: () => $("engine").value,
+  changed: () => updateButtons(),
+});
+
+const region = new RegionPanel({
+  state,
+  send: (msg) => !!client?.send(msg),
+  api,
+  say,
   changed: () => updateButtons(),
 });
 
@@ -151,6 +160,7 @@ function onHello(e) {
   if (e.model.engines.includes(chosen)) engine.value = chosen;
   $("steps").max = e.limits.max_steps;
   restore.setResolution(e.model.resolution);
+  region.setResolution(e.model.resolution);
   restore.setTasks(e.model.restore ?? []);
   if (!helloSeen) $("steps").value = String(e.limits.default_steps);  // keep the user's on reconnect
   helloSeen = true;
@@ -210,6 +220,8 @@ function onDone(e) {
   } else if (e.kind === "commit") {
     say("");
     $("results").prepend(resultItem({ url: e.result_url, latent_url: e.latent_url }));
+  } else if (e.kind === "region") {
+    region.presetFound({ mask_url: withToken(e.mask_url) }).catch((err) => say(`Cannot show the region: ${err.message}`));
   }
   updateButtons();
 }
@@ -264,14 +276,19 @@ function setInverting(on) {
 function updateButtons() {
   $("start").disabled = !state.upload || !!state.inversionJob;
   $("commit").disabled = !state.latent;
-  const mask = state.undoScope === "mask";
-  $("undo").disabled = mask ? !restore.canUndo() : state.undoStack.length === 0;
-  $("redo").disabled = mask ? !restore.canRedo() : state.redoStack.length === 0;
+  $("undo").disabled = state.undoStack.length === 0;
+  $("redo").disabled = state.redoStack.length === 0;
   restore.update();
+  region.update();
 }
 
-const undo = () => (state.undoScope === "mask" ? restore.undo() : state.undo());
-const redo = () => (state.undoScope === "mask" ? restore.redo() : state.redo());
+// Undo/Redo take back the last change: a slider move or a mask stroke (state.js). The edit's
+// region always follows the region paint on show.
+const undo = () => { state.undo(); region.apply(); };
+const redo = () => { state.redo(); region.apply(); };
+
+// The keys that move a range input (a checkpoint each); Ctrl+Z on a focused slider is not one.
+const SLIDER_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End"]);
 
 function buildSliders() {
   const named = $("sliders");
@@ -290,7 +307,7 @@ function buildSliders() {
     Object.assign(input, { min: d.slider[0], max: d.slider[1], step: d.step / 10, value: 0 });
     input.dataset.name = d.name;
     input.addEventListener("pointerdown", () => state.checkpoint());
-    input.addEventListener("keydown", () => state.checkpoint());
+    input.addEventListener("keydown", (/** @type {KeyboardEvent} */ e) => { if (SLIDER_KEYS.has(e.key) && !e.ctrlKey && !e.metaKey) state.checkpoint(); });
     input.addEventListener("input", () => {
       state.setEdit({ scales: { ...state.edit.scales, [d.name]: Number(input.value) } });
     });
@@ -438,6 +455,7 @@ async function switchModel(model) {
   client?.close();
   Object.assign(state, { upload: null, latent: null, inversionJob: null, undoStack: [], redoStack: [] });
   state.edit = neutralEdit();
+  region.reset();
   $("target").removeAttribute("src");
   $("results").replaceChildren();
   $("manual").hidden = true;
@@ -497,7 +515,7 @@ function wire() {
   $("interrupted-dismiss").addEventListener("click", () => showInterrupted(null));
   $("undo").addEventListener("click", undo);
   $("redo").addEventListener("click", redo);
-  $("reset-all").addEventListener("click", () => { state.checkpoint(); state.setEdit(neutralEdit()); });
+  $("reset-all").addEventListener("click", () => { state.checkpoint(); state.setEdit({ ...neutralEdit(), region: region.region() }); });
   const compare = $("compare");
   const setCompare = (/** @type {boolean} */ on) => { comparing = on; compare.setAttribute("aria-pressed", String(on)); renderDirty = true; };
   compare.addEventListener("click", () => setCompare(!comparing));

@@ -8,8 +8,9 @@ const MIMES = { 1: "image/jpeg", 2: "image/png" };
 /**
  * @typedef {{kind: string, job: string, step: number, width: number, height: number,
  *            mime: string, blob: Blob}} Frame
+ * @typedef {{mask: string, blend_res: number}} Region
  * @typedef {{scales: Record<string, number>, truncation: number,
- *            mixing: {seed: number, layers: string} | null}} Edit
+ *            mixing: {seed: number, layers: string} | null, region?: Region | null}} Edit
  */
 
 /**
@@ -64,3 +65,6 @@ export const renderEdit = (edit) => ({ type: "render_edit", ...edit });
 export const commit = (edit) => ({ type: "commit", ...edit });
 /** @param {number} seed */
 export const randomFace = (seed) => ({ type: "random_face", seed });
+/** Find a region (eyes, mouth, nose, face, hair, background) on the current face.
+ * @param {string} preset */
+export const regionPreset = (preset) => ({ type: "region_preset", preset });

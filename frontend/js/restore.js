@@ -1,7 +1,8 @@
 // The Restore panel: colorize, super-resolve or inpaint the upload with the multi-code GAN
 // prior (docs/restoration.md). For inpainting the user paints the hole on the target with a
-// brush and an eraser; strokes are undoable like slider moves (Undo, Ctrl+Z).
+// brush and an eraser (mask.js); strokes are undoable like slider moves (Undo, Ctrl+Z).
 
+import { MaskPainter } from "./mask.js";
 import * as P from "./protocol.js";
 
 export const RESTORE_STEPS = 150;  // mGANprior's steps (the CLI's default)
@@ -25,23 +26,17 @@ export class RestorePanel {
   /** @param {Deps} deps */
   constructor(deps) {
     this.deps = deps;
-    /** @type {HTMLCanvasElement} */
-    this.canvas = $("mask");
-    this.ctx = /** @type {CanvasRenderingContext2D} */ (this.canvas.getContext("2d"));
-    /** @type {ImageData[]} */ this.undoStack = [];
-    /** @type {ImageData[]} */ this.redoStack = [];
-    this.erasing = false;
-    this.painting = false;
-    /** @type {{x: number, y: number} | null} */ this.last = null;
+    this.painter = new MaskPainter({
+      canvas: "mask", brush: "mask-brush", eraser: "mask-eraser", size: "mask-size", clear: "mask-clear",
+      begin: () => this.deps.say(""),
+      record: (step) => { this.deps.state.record(step); this.deps.changed(); },
+    });
+    this.canvas = this.painter.canvas;
     this.wire();
   }
 
   /** The model's resolution: the mask is painted at the size of its crops. */
-  setResolution(/** @type {number} */ r) {
-    if (this.canvas.width === r) return;
-    this.canvas.width = this.canvas.height = r;
-    this.undoStack = []; this.redoStack = [];
-  }
+  setResolution(/** @type {number} */ r) { this.painter.setResolution(r); }
 
   /** Show the panel when the model can restore. */
   setTasks(/** @type {string[]} */ tasks) {
@@ -64,82 +59,6 @@ export class RestorePanel {
     }[this.task] ?? "";
   }
 
-  // ---- the mask ------------------------------------------------------------------------
-
-  hasPaint() {
-    const d = this.ctx.getImageData(0, 0, this.canvas.width, this.canvas.height).data;
-    for (let i = 3; i < d.length; i += 4) if (d[i] >= 128) return true;
-    return false;
-  }
-
-  /** @param {PointerEvent} e */
-  point(e) {
-    const r = this.canvas.getBoundingClientRect();
-    return { x: ((e.clientX - r.left) / r.width) * this.canvas.width, y: ((e.clientY - r.top) / r.height) * this.canvas.height };
-  }
-
-  /** @param {{x: number, y: number}} a @param {{x: number, y: number}} b */
-  stroke(a, b) {
-    const ctx = this.ctx;
-    ctx.globalCompositeOperation = this.erasing ? "destination-out" : "source-over";
-    ctx.strokeStyle = ctx.fillStyle = "rgb(220, 30, 30)";
-    ctx.lineCap = "round";
-    ctx.lineWidth = (Number($("mask-size").value) * this.canvas.width) / 256;
-    ctx.beginPath();
-    ctx.moveTo(a.x, a.y);
-    ctx.lineTo(b.x + 0.01, b.y);
-    ctx.stroke();
-  }
-
-  snapshot() {
-    this.undoStack.push(this.ctx.getImageData(0, 0, this.canvas.width, this.canvas.height));
-    if (this.undoStack.length > 50) this.undoStack.shift();
-    this.redoStack = [];
-    this.deps.state.undoScope = "mask";
-    this.deps.changed();
-  }
-
-  canUndo() { return this.undoStack.length > 0; }
-  canRedo() { return this.redoStack.length > 0; }
-
-  undo() {
-    const prev = this.undoStack.pop();
-    if (!prev) return;
-    this.redoStack.push(this.ctx.getImageData(0, 0, this.canvas.width, this.canvas.height));
-    this.ctx.putImageData(prev, 0, 0);
-    this.deps.changed();
-  }
-
-  redo() {
-    const next = this.redoStack.pop();
-    if (!next) return;
-    this.undoStack.push(this.ctx.getImageData(0, 0, this.canvas.width, this.canvas.height));
-    this.ctx.putImageData(next, 0, 0);
-    this.deps.changed();
-  }
-
-  clear() {
-    if (!this.hasPaint()) return;
-    this.snapshot();
-    this.ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
-  }
-
-  /** The painted hole as a binary PNG (white: fill in), the server's mask format. */
-  async maskBlob() {
-    const { width, height } = this.canvas;
-    const src = this.ctx.getImageData(0, 0, width, height).data;
-    const out = document.createElement("canvas");
-    out.width = width; out.height = height;
-    const octx = /** @type {CanvasRenderingContext2D} */ (out.getContext("2d"));
-    const img = octx.createImageData(width, height);
-    for (let i = 0; i < src.length; i += 4) {
-      const v = src[i + 3] >= 128 ? 255 : 0;  // the brush's soft edge, thresholded here
-      img.data[i] = img.data[i + 1] = img.data[i + 2] = v;
-      img.data[i + 3] = 255;
-    }
-    octx.putImageData(img, 0, 0);
-    return /** @type {Promise<Blob>} */ (new Promise((resolve, reject) => out.toBlob((b) => (b ? resolve(b) : reject(new Error("cannot encode the mask"))), "image/png")));
-  }
 
   // ---- running -------------------------------------------------------------------------
 
@@ -150,9 +69,9 @@ export class RestorePanel {
     const restore = { task: this.task, handoff_steps: HANDOFF_STEPS };
     if (this.task === "superres") restore.scale = Number($("restore-scale").value);
     if (this.task === "inpaint") {
-      if (!this.hasPaint()) { say("Paint the region to fill in on the target first."); return; }
+      if (!this.painter.hasPaint()) { say("Paint the region to fill in on the target first."); return; }
       const form = new FormData();
-      form.append("file", await this.maskBlob(), "mask.png");
+      form.append("file", await this.painter.maskBlob(), "mask.png");
       try {
         const r = await api(`/api/sessions/${state.session}/masks`, { method: "POST", body: form });
         restore.mask = r.mask;
@@ -175,32 +94,5 @@ export class RestorePanel {
     $("restore-task").addEventListener("change", () => this.update());
     $("restore-scale").addEventListener("change", () => this.update());
     $("restore-form").addEventListener("submit", (/** @type {Event} */ e) => { e.preventDefault(); this.start(); });
-    const tool = (/** @type {boolean} */ erase) => {
-      this.erasing = erase;
-      $("mask-brush").setAttribute("aria-pressed", String(!erase));
-      $("mask-eraser").setAttribute("aria-pressed", String(erase));
-    };
-    $("mask-brush").addEventListener("click", () => tool(false));
-    $("mask-eraser").addEventListener("click", () => tool(true));
-    $("mask-clear").addEventListener("click", () => this.clear());
-    const c = this.canvas;
-    c.addEventListener("pointerdown", (/** @type {PointerEvent} */ e) => {
-      e.preventDefault();
-      c.setPointerCapture(e.pointerId);
-      this.deps.say("");
-      this.snapshot();
-      this.painting = true;
-      this.last = this.point(e);
-      this.stroke(this.last, this.last);
-    });
-    c.addEventListener("pointermove", (/** @type {PointerEvent} */ e) => {
-      if (!this.painting || !this.last) return;
-      const p = this.point(e);
-      this.stroke(this.last, p);
-      this.last = p;
-    });
-    const end = () => { this.painting = false; this.last = null; };
-    c.addEventListener("pointerup", end);
-    c.addEventListener("pointercancel", end);
   }
 }

@@ -3,7 +3,14 @@
 /** @typedef {import("./protocol.js").Edit} Edit */
 
 /** @returns {Edit} */
-export const neutralEdit = () => ({ scales: {}, truncation: 1, mixing: null });
+export const neutralEdit = () => ({ scales: {}, truncation: 1, mixing: null, region: null });
+
+/**
+ * One step of the page's history: an edit as it was, or a stroke of a painted mask (the
+ * painter keeps the pixels and undoes or redoes its own last step).
+ * @typedef {{ undo(): void, redo(): void }} Painter
+ * @typedef {{ edit: Edit } | { painter: Painter }} Step
+ */
 
 export class State {
   constructor() {
@@ -15,10 +22,10 @@ export class State {
     /** @type {string | null} */ this.latent = null;
     /** @type {string | null} */ this.inversionJob = null;
     /** @type {Edit} */ this.edit = neutralEdit();
-    /** @type {Edit[]} */ this.undoStack = [];
-    /** @type {Edit[]} */ this.redoStack = [];
-    // What Undo/Redo act on: the edits, or the inpainting mask after a brush stroke.
-    /** @type {"edit" | "mask"} */ this.undoScope = "edit";
+    // One history for slider moves and mask strokes, so Undo always takes back the last
+    // change, whichever it was.
+    /** @type {Step[]} */ this.undoStack = [];
+    /** @type {Step[]} */ this.redoStack = [];
     /** @type {Set<() => void>} */ this.listeners = new Set();
   }
 
@@ -26,30 +33,42 @@ export class State {
   subscribe(fn) { this.listeners.add(fn); }
   changed() { for (const fn of this.listeners) fn(); }
 
-  /** Record the current edit before a change (one entry per gesture). */
-  checkpoint() {
-    this.undoScope = "edit";
-    this.undoStack.push(structuredClone(this.edit));
+  /** @param {Step} step */
+  record(step) {
+    this.undoStack.push(step);
     if (this.undoStack.length > 100) this.undoStack.shift();
     this.redoStack = [];
   }
+
+  /** Record the current edit before a change (one entry per gesture). */
+  checkpoint() { this.record({ edit: structuredClone(this.edit) }); }
 
   /** @param {Partial<Edit>} change */
   setEdit(change) { this.edit = { ...this.edit, ...change }; this.changed(); }
 
   undo() {
-    const prev = this.undoStack.pop();
-    if (!prev) return;
-    this.redoStack.push(structuredClone(this.edit));
-    this.edit = prev;
+    const step = this.undoStack.pop();
+    if (!step) return;
+    if ("painter" in step) {
+      step.painter.undo();
+      this.redoStack.push(step);
+    } else {
+      this.redoStack.push({ edit: structuredClone(this.edit) });
+      this.edit = step.edit;
+    }
     this.changed();
   }
 
   redo() {
-    const next = this.redoStack.pop();
-    if (!next) return;
-    this.undoStack.push(structuredClone(this.edit));
-    this.edit = next;
+    const step = this.redoStack.pop();
+    if (!step) return;
+    if ("painter" in step) {
+      step.painter.redo();
+      this.undoStack.push(step);
+    } else {
+      this.undoStack.push({ edit: structuredClone(this.edit) });
+      this.edit = step.edit;
+    }
     this.changed();
   }
 }

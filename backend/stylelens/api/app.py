@@ -300,11 +300,11 @@ MASK_MAX_SIDE = 4096
 
 
 def process_mask(storage: Storage, sid: str, data: bytes, *, resolution: int) -> dict[str, Any]:
-    """Read an inpainting mask (:func:`~stylelens.restoration.tasks.read_mask`) and store it
-    as a binary PNG at the model's resolution. Runs in a thread."""
+    """Read a mask (an inpainting hole or a local edit's region; :func:`stylelens.masks.read_mask`)
+    and store it as a binary PNG at the model's resolution. Runs in a thread."""
     from PIL import Image, UnidentifiedImageError
 
-    from stylelens.restoration.tasks import RestorationError, read_mask
+    from stylelens.masks import MaskError, read_mask
 
     if not data:
         raise UploadRejected(422, "the mask is empty (no bytes)")
@@ -318,8 +318,10 @@ def process_mask(storage: Storage, sid: str, data: bytes, *, resolution: int) ->
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise UploadRejected(422, f"the mask cannot be decoded: {e}") from None
     try:
-        mask = read_mask(im, resolution)
-    except RestorationError as e:
+        mask = read_mask(
+            im, resolution, marks="the region", whole="nothing would be left outside it"
+        )
+    except MaskError as e:
         raise UploadRejected(422, str(e)) from None
     mid, path = storage.new_item_path(sid, "png")
     Image.fromarray((mask.hole[0, 0].numpy() * 255).astype("uint8"), "L").save(path, "PNG")
@@ -479,8 +481,9 @@ def build_router(settings: Settings) -> APIRouter:
     async def mask(
         sid: str, file: UploadFile, storage: StorageDep, runtimes: RuntimesDep
     ) -> dict[str, Any]:
-        """Upload an inpainting mask (multipart field ``file``, an image the size of the
-        model's crops or a whole multiple of it; white or opaque: fill in). Stored binary."""
+        """Upload a mask (multipart field ``file``, an image the size of the model's crops or a
+        whole multiple of it; white or opaque: the region to fill in or to edit). Stored
+        binary; used by inpainting (``restore.mask``) and local edits (``region.mask``)."""
         _session(storage, sid)
         data = await file.read()
         resolution = runtimes.for_session(sid).G.img_resolution
@@ -654,6 +657,8 @@ def handle_message(conn: Connection, msg: Any, worker: Any, settings: Settings) 
             worker.submit_random(sid, msg.seed)
         elif isinstance(msg, p.UseLatent):
             worker.submit_use_latent(sid, msg.latent)
+        elif isinstance(msg, p.RegionPreset):
+            worker.submit_region(sid, msg.preset)
     except Busy as e:
         conn.push(p.Error(code="busy", message=str(e)))
 

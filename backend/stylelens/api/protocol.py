@@ -97,13 +97,14 @@ class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-JobKind = Literal["render", "inversion", "commit", "random", "use_latent"]
+JobKind = Literal["render", "inversion", "commit", "random", "use_latent", "region"]
 InitKind = Literal["encoder", "average", "latent"]  # where an inversion starts
 # Ids the server made: a job's is secrets.token_hex(8), an item's secrets.token_urlsafe(16).
 # Checked, so that no id a client sends is echoed back (or looked up) unless it could be real.
 JobId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 ItemId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
-LayerRange = Literal["coarse", "middle", "fine", "coarse+middle", "middle+fine"]
+LayerRange = Literal["coarse", "middle", "fine", "coarse+middle", "middle+fine", "all"]
+RegionPresetName = Literal["eyes", "mouth", "nose", "face", "hair", "background"]
 
 
 class Mixing(_Msg):
@@ -113,12 +114,24 @@ class Mixing(_Msg):
     layers: LayerRange = "coarse"
 
 
+class Region(_Msg):
+    """Edit only inside a region (docs/local-editing.md): outside it the image stays the
+    current latent's. ``mask`` is a mask of this session (POST .../masks, or a
+    ``region_preset``'s); ``blend_res`` the resolution from which the original and the edit are
+    blended (None: the model's default, 1/8 of its resolution)."""
+
+    mask: ItemId
+    blend_res: int | None = Field(default=None, ge=8, le=1024)
+
+
 class EditParams(_Msg):
-    """An edit of the session's current latent: slider amounts, mixing, truncation."""
+    """An edit of the session's current latent: slider amounts, mixing, truncation, and
+    optionally the region it is confined to."""
 
     scales: dict[str, float] = Field(default_factory=dict)  # direction name -> slider units
     mixing: Mixing | None = None
     truncation: float = Field(default=1.0, ge=0.0, le=1.5)  # psi toward the average face
+    region: Region | None = None
 
     def check_scales(self, sliders: dict[str, tuple[float, float]]) -> None:
         """Refuse unknown directions and amounts outside a direction's slider range.
@@ -214,8 +227,16 @@ class RandomFace(_Msg):
     seed: int = Field(ge=0, lt=2**32)
 
 
+class RegionPreset(_Msg):
+    """Find a region on the current face (its landmarks) and store it as a mask of the session;
+    answered by ``done`` with ``kind: region``, ``mask`` and ``mask_url``."""
+
+    type: Literal["region_preset"]
+    preset: RegionPresetName
+
+
 ClientMessage = Annotated[
-    StartInversion | Cancel | Accept | RenderEdit | Commit | RandomFace | UseLatent,
+    StartInversion | Cancel | Accept | RenderEdit | Commit | RandomFace | UseLatent | RegionPreset,
     Field(discriminator="type"),
 ]
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -253,6 +274,7 @@ def parse_client_message(text: str) -> ClientMessage:
         "commit",
         "random_face",
         "use_latent",
+        "region_preset",
     )
     if kind not in known:
         raise ProtocolError("unknown_message", f"unknown message type {kind!r}; v1 knows {known}")
@@ -389,6 +411,8 @@ class Done(_Msg):
     latent: str | None = None  # latent id (inversion, random face, commit)
     latent_url: str | None = None
     result_url: str | None = None  # full-resolution PNG (commit)
+    mask: str | None = None  # mask id (region preset)
+    mask_url: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
 
 

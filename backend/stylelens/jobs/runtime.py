@@ -24,6 +24,7 @@ from stylelens.directions.edit import apply_directions, style_mix, truncate_towa
 from stylelens.errors import StyleLensError
 from stylelens.inversion import LearnedOptimizer, available_engines, make_engine
 from stylelens.inversion.protocol import Engine, StepReport
+from stylelens.jobs.regions import FoundRegion, SessionRegions
 from stylelens.latents import Latent, load_latent, save_latent
 from stylelens.losses.perceptual import PerceptualLoss
 from stylelens.networks.preview import PreviewHeads
@@ -108,6 +109,7 @@ class ModelRuntime:
         self.encoder = encoder
         self.learned = learned  # seed 001's learned optimizer (the "learned" engines)
         self._latents: dict[str, tuple[str, Latent]] = {}  # session -> (latent id, latent)
+        self.regions = SessionRegions(G, storage, device)  # local edits
         self._lock = threading.Lock()
 
     @classmethod
@@ -226,6 +228,7 @@ class ModelRuntime:
     def forget(self, session: str) -> None:
         with self._lock:
             self._latents.pop(session, None)
+        self.regions.forget(session)
 
     def _save_latent(
         self, session: str, latent: Latent, *, current: bool, meta: dict[str, Any]
@@ -271,9 +274,22 @@ class ModelRuntime:
         im.save(buf, "JPEG", quality=85)
         return Image8(buf.getvalue(), im.width, im.height)
 
+    def render(self, session: str, params: EditParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """The edit's latent and full-resolution image; with ``params.region`` the image is the
+        session's latent outside the region (a local edit)."""
+        base_id, latent = self.current_latent(session)
+        ws = self.edited_ws(latent.ws, params)
+        if params.region is None:
+            return ws, self.synthesize(ws, latent.noise)
+        return ws, self.regions.render(session, base_id, latent, ws, params.region)
+
     def render_edit(self, session: str, params: EditParams) -> Image8:
+        return self.encode_preview(self.render(session, params)[1])
+
+    def region_preset(self, session: str, name: str) -> FoundRegion:
+        """Find a region (eyes, mouth, ...) on the session's current face; store it as a mask."""
         _, latent = self.current_latent(session)
-        return self.encode_preview(self.synthesize(self.edited_ws(latent.ws, params), latent.noise))
+        return self.regions.preset(session, latent, name)
 
     def random_face(self, session: str, seed: int) -> tuple[Saved, Image8]:
         with torch.no_grad():
@@ -286,8 +302,9 @@ class ModelRuntime:
     def commit(self, session: str, params: EditParams) -> Saved:
         """Render the edit at full resolution; store the PNG and the edited latent."""
         base_id, latent = self.current_latent(session)
-        ws = self.edited_ws(latent.ws, params)
-        img = Image.fromarray(to_uint8(self.synthesize(ws, latent.noise))[0])
+        ws, rendered = self.render(session, params)
+        img = Image.fromarray(to_uint8(rendered)[0])
+        # With a region, the stored latent is the whole-face edit; the PNG is the local one.
         edits = params.model_dump(mode="json")
         meta = {"base": base_id, "edit": edits}
         lid = self._save_latent(

@@ -203,6 +203,9 @@ class Worker:
     def submit_use_latent(self, session: str, latent: str) -> str:
         return self._enqueue(self._new(session, "use_latent", latent))
 
+    def submit_region(self, session: str, preset: str) -> str:
+        return self._enqueue(self._new(session, "region", preset))
+
     def submit_inversion(
         self,
         session: str,
@@ -471,6 +474,19 @@ class Worker:
                 job.session,
                 Done(
                     job=job.id, kind="use_latent", latent=saved.latent, latent_url=saved.latent_url
+                ),
+            )
+            return False
+        if job.kind == "region":
+            found = rt.region_preset(job.session, job.params)
+            self._emit(
+                job.session,
+                Done(
+                    job=job.id,
+                    kind="region",
+                    mask=found.mask,
+                    mask_url=found.mask_url,
+                    metrics={"area": found.area},
                 ),
             )
             return False
