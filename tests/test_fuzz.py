@@ -317,6 +317,10 @@ EDIT = {
         shaped({"seed": SEED, "layers": st.sampled_from(["coarse", "middle", "fine", "all"])}),
     ),
     "truncation": st.floats(-1, 2),
+    "region": st.one_of(
+        st.none(),
+        shaped({"mask": TEXT, "blend_res": st.sampled_from([None, 4, 8, 12, 32, 4096])}),
+    ),
 }
 MESSAGE_FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "start_inversion": {
@@ -346,6 +350,7 @@ MESSAGE_FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "commit": EDIT,
     "random_face": {"seed": SEED},
     "use_latent": {"latent": TEXT},
+    "region_preset": {"preset": st.sampled_from(["eyes", "hair", "ears", ""])},
 }
 
 
