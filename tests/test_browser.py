@@ -496,3 +496,45 @@ def test_edit_only_here_paints_a_region_and_the_slider_changes_only_it(server: s
         assert diff(before_far, page.evaluate(PREVIEW_BOX, far)) > 3.0
         assert not errors, errors
         browser.close()  # type: ignore[attr-defined]
+
+
+def test_the_page_works_on_a_phone_with_the_keyboard_alone(server: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_sync.sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server + "/")
+        page.wait_for_selector("#conn.online")
+        # One column: nothing wider than the screen.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+        def tab_to(element_id: str, limit: int = 80) -> None:
+            for _ in range(limit):
+                page.keyboard.press("Tab")
+                if (
+                    page.evaluate("document.activeElement && document.activeElement.id")
+                    == element_id
+                ):
+                    return
+            raise AssertionError(f"Tab never reached #{element_id}")
+
+        tab_to("seed")
+        page.keyboard.press("Control+a")
+        page.keyboard.type("3")
+        page.keyboard.press("Enter")  # submits the random-face form
+        page.wait_for_function("Number(document.getElementById('preview').dataset.frames) >= 1")
+        n = int(page.locator("#preview").get_attribute("data-frames") or 0)
+        tab_to("dir-smile")
+        for _ in range(5):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function(f"Number(document.getElementById('preview').dataset.frames) > {n}")
+        assert float(page.locator("#dir-smile").input_value()) > 0
+        page.keyboard.press("Control+z")  # back to 4 steps
+        tab_to("commit")
+        page.keyboard.press("Enter")
+        page.locator("#results a", has_text="PNG").first.wait_for()
+        page.screenshot(path=str(SHOTS / "8-phone.png"), full_page=True)
+        assert not errors, errors
+        browser.close()  # type: ignore[attr-defined]

@@ -1,3 +1,4 @@
+// @ts-check
 // The one websocket client: connects, reconnects with backoff, hands events and frames out.
 
 import { decodeFrame } from "./protocol.js";
@@ -5,8 +6,8 @@ import { decodeFrame } from "./protocol.js";
 /**
  * @typedef {import("./protocol.js").Frame} Frame
  * @typedef {"online" | "reconnecting" | "refused" | "gone"} Status
- * @typedef {{onEvent: (e: any) => void, onFrame: (f: Frame) => void,
- *            onStatus: (status: Status) => void}} Handlers
+ * @typedef {{onEvent: (e: import("./protocol.js").ServerEvent) => void,
+ *            onFrame: (f: Frame) => void, onStatus: (status: Status) => void}} Handlers
  */
 
 // Close codes the server ends a refused connection with (docs/protocol.md): the client stops
@@ -36,8 +37,16 @@ export class Client {
     let greeted = false;
     ws.onmessage = (m) => {
       if (!greeted) { greeted = true; this.retry = 0; this.handlers.onStatus("online"); }
-      if (typeof m.data === "string") this.handlers.onEvent(JSON.parse(m.data));
-      else this.handlers.onFrame(decodeFrame(m.data));
+      // A message the page cannot read (a newer server, a proxy's page) is skipped, not fatal.
+      let message;
+      try {
+        message = typeof m.data === "string" ? JSON.parse(m.data) : decodeFrame(m.data);
+      } catch (err) {
+        console.warn("an unreadable message from the server was skipped", err);
+        return;
+      }
+      if (typeof m.data === "string") this.handlers.onEvent(message);
+      else this.handlers.onFrame(message);
     };
     ws.onclose = (e) => {
       if (this.closedByUs) return;

@@ -1,10 +1,10 @@
+// @ts-check
 // A mask painted over an image with a brush and an eraser; each stroke is a step of the page's
 // history (Undo, Ctrl+Z).
 // Used for the inpainting hole (restore.js) and for the region of a local edit (region.js).
 // The server's mask format: a binary PNG at the model's resolution, white marks the region.
 
-/** @param {string} id @returns {any} */
-const $ = (id) => document.getElementById(id);
+import { canvas, context2d, el, input } from "./dom.js";
 
 /**
  * @typedef {{
@@ -23,8 +23,8 @@ export class MaskPainter {
   constructor(opts) {
     this.opts = opts;
     /** @type {HTMLCanvasElement} */
-    this.canvas = $(opts.canvas);
-    this.ctx = /** @type {CanvasRenderingContext2D} */ (this.canvas.getContext("2d", { willReadFrequently: true }));
+    this.canvas = canvas(opts.canvas);
+    this.ctx = context2d(this.canvas, { willReadFrequently: true });
     /** @type {ImageData[]} */ this.undoStack = [];
     /** @type {ImageData[]} */ this.redoStack = [];
     this.erasing = false;
@@ -58,7 +58,7 @@ export class MaskPainter {
     ctx.globalCompositeOperation = this.erasing ? "destination-out" : "source-over";
     ctx.strokeStyle = ctx.fillStyle = "rgb(220, 30, 30)";
     ctx.lineCap = "round";
-    ctx.lineWidth = (Number($(this.opts.size).value) * this.canvas.width) / 256;
+    ctx.lineWidth = (Number(input(this.opts.size).value) * this.canvas.width) / 256;
     ctx.beginPath();
     ctx.moveTo(a.x, a.y);
     ctx.lineTo(b.x + 0.01, b.y);
@@ -103,7 +103,7 @@ export class MaskPainter {
     const { width, height } = this.canvas;
     const tmp = document.createElement("canvas");
     tmp.width = width; tmp.height = height;
-    const tctx = /** @type {CanvasRenderingContext2D} */ (tmp.getContext("2d", { willReadFrequently: true }));
+    const tctx = context2d(tmp, { willReadFrequently: true });
     tctx.drawImage(img, 0, 0, width, height);
     const src = tctx.getImageData(0, 0, width, height).data;
     this.snapshot();
@@ -121,7 +121,7 @@ export class MaskPainter {
     const src = this.ctx.getImageData(0, 0, width, height).data;
     const out = document.createElement("canvas");
     out.width = width; out.height = height;
-    const octx = /** @type {CanvasRenderingContext2D} */ (out.getContext("2d"));
+    const octx = context2d(out);
     const img = octx.createImageData(width, height);
     for (let i = 0; i < src.length; i += 4) {
       const v = src[i + 3] >= 128 ? 255 : 0;  // the brush's soft edge, thresholded here
@@ -136,12 +136,12 @@ export class MaskPainter {
     const { brush, eraser, clear } = this.opts;
     const tool = (/** @type {boolean} */ erase) => {
       this.erasing = erase;
-      $(brush).setAttribute("aria-pressed", String(!erase));
-      $(eraser).setAttribute("aria-pressed", String(erase));
+      el(brush).setAttribute("aria-pressed", String(!erase));
+      el(eraser).setAttribute("aria-pressed", String(erase));
     };
-    $(brush).addEventListener("click", () => tool(false));
-    $(eraser).addEventListener("click", () => tool(true));
-    $(clear).addEventListener("click", () => this.clear());
+    el(brush).addEventListener("click", () => tool(false));
+    el(eraser).addEventListener("click", () => tool(true));
+    el(clear).addEventListener("click", () => this.clear());
     const c = this.canvas;
     c.addEventListener("pointerdown", (/** @type {PointerEvent} */ e) => {
       e.preventDefault();

@@ -1,16 +1,52 @@
+// @ts-check
 // Protocol v1 (docs/protocol.md): binary frame decoding and client message builders.
 
 export const PROTOCOL_VERSION = 1;
 export const HEADER_BYTES = 32;
+/** @type {Record<number, string>} */
 const KINDS = { 1: "inversion", 2: "edit" };
+/** @type {Record<number, string>} */
 const MIMES = { 1: "image/jpeg", 2: "image/png" };
 
 /**
  * @typedef {{kind: string, job: string, step: number, width: number, height: number,
  *            mime: string, blob: Blob}} Frame
  * @typedef {{mask: string, blend_res: number}} Region
+ * @typedef {{seed: number, layers: string}} Mixing
  * @typedef {{scales: Record<string, number>, truncation: number,
- *            mixing: {seed: number, layers: string} | null, region?: Region | null}} Edit
+ *            mixing: Mixing | null, region?: Region | null}} Edit
+ *
+ * What the server says (docs/protocol.md), as far as the page reads it:
+ * @typedef {{id: string, name: string, resolution: number, num_ws: number, w_dim: number,
+ *            device: string, engines: string[], preview_heads: boolean, encoder: boolean,
+ *            restore?: string[]}} ModelInfo
+ * @typedef {{id: string, name: string, resolution: number}} ModelChoice
+ * @typedef {{max_upload_bytes: number, max_pixels: number, max_steps: number,
+ *            preview_interval_ms: number, preview_size: number, default_engine: string,
+ *            default_steps: number}} Limits
+ * @typedef {{name: string, method: string, layers: string, slider: [number, number],
+ *            step: number}} DirectionInfo
+ * @typedef {{id: string, url: string, latent_url: string}} ResultInfo
+ * @typedef {{id: string, upload: string | null, upload_url: string | null,
+ *            latent: string | null, results: ResultInfo[]}} SessionInfo
+ * @typedef {{job: string, engine: string, step: number, total: number}} Running
+ * @typedef {{reason: string, engine: string, step: number, total: number, upload: string,
+ *            latent: string}} Interrupted
+ * @typedef {{type: "hello", protocol: number, session: SessionInfo, limits: Limits,
+ *            model: ModelInfo, models: ModelChoice[], directions: DirectionInfo[],
+ *            running: Running | null, interrupted: Interrupted | null}} Hello
+ * @typedef {{type: "queued", job: string, kind: string, position: number}} Queued
+ * @typedef {{type: "started", job: string, kind: string, total: number, init?: string,
+ *            note?: string | null}} Started
+ * @typedef {{type: "progress", job: string, step: number, total: number, resolution: number,
+ *            elapsed: number, losses: Record<string, number>}} Progress
+ * @typedef {{type: "done", job: string, kind: string, latent: string | null,
+ *            latent_url: string | null, result_url: string | null, mask?: string | null,
+ *            mask_url?: string | null, metrics: Record<string, number>}} Done
+ * @typedef {{type: "cancelled", job: string, step: number}} Cancelled
+ * @typedef {{type: "error", code: string, message: string, job?: string | null}} ErrorEvent
+ * @typedef {{type: "session_gone"}} SessionGone
+ * @typedef {Hello | Queued | Started | Progress | Done | Cancelled | ErrorEvent | SessionGone} ServerEvent
  */
 
 /**
@@ -46,10 +82,11 @@ export function decodeFrame(buf) {
 export const startInversion = (engine, steps, upload, initLatent = null) =>
   ({ type: "start_inversion", engine, steps, upload, init_latent: initLatent });
 /**
+ * @typedef {{task: string, scale?: number, mask?: string, handoff_steps?: number}} Restore
  * A restoration (docs/restoration.md): mGANprior's ``steps``, then ``restore.handoff_steps``
  * of ``engine`` to one W+ latent for the sliders.
  * @param {string} engine @param {number} steps @param {string | null} upload
- * @param {{task: string, scale?: number, mask?: string, handoff_steps?: number}} restore
+ * @param {Restore} restore
  */
 export const startRestore = (engine, steps, upload, restore) =>
   ({ type: "start_inversion", engine, steps, upload, restore });

@@ -1,6 +1,14 @@
+// @ts-check
 // The one state object panels read and write, with undo/redo of edits.
 
 /** @typedef {import("./protocol.js").Edit} Edit */
+/**
+ * @typedef {import("./protocol.js").ModelInfo} ModelInfo
+ * @typedef {import("./protocol.js").ModelChoice} ModelChoice
+ * @typedef {import("./protocol.js").Limits} Limits
+ * @typedef {import("./protocol.js").DirectionInfo} DirectionInfo
+ * @typedef {import("./protocol.js").Hello} Hello
+ */
 
 /** @returns {Edit} */
 export const neutralEdit = () => ({ scales: {}, truncation: 1, mixing: null, region: null });
@@ -14,12 +22,17 @@ export const neutralEdit = () => ({ scales: {}, truncation: 1, mixing: null, reg
 
 export class State {
   constructor() {
-    /** @type {any} */ this.model = null;
-    /** @type {any[]} */ this.directions = [];
-    /** @type {any} */ this.limits = null;
+    /** The session's model, the models served, the server's limits (from ``hello``). */
+    /** @type {ModelInfo | null} */ this.model = null;
+    /** @type {ModelChoice[]} */ this.models = [];
+    /** @type {Limits | null} */ this.limits = null;
+    /** @type {DirectionInfo[]} */ this.directions = [];
     /** @type {string | null} */ this.session = null;
+    /** The target: an upload id of the session. */
     /** @type {string | null} */ this.upload = null;
+    /** The latent the edits apply to. */
     /** @type {string | null} */ this.latent = null;
+    /** The session's running or queued inversion. */
     /** @type {string | null} */ this.inversionJob = null;
     /** @type {Edit} */ this.edit = neutralEdit();
     // One history for slider moves and mask strokes, so Undo always takes back the last
@@ -27,6 +40,25 @@ export class State {
     /** @type {Step[]} */ this.undoStack = [];
     /** @type {Step[]} */ this.redoStack = [];
     /** @type {Set<() => void>} */ this.listeners = new Set();
+  }
+
+  /** A new session (another model): nothing of the old one is kept. */
+  reset() {
+    this.upload = this.latent = this.inversionJob = null;
+    this.edit = neutralEdit();
+    this.undoStack = [];
+    this.redoStack = [];
+    this.changed();
+  }
+
+  /** @param {Hello} e */
+  hello(e) {
+    this.model = e.model;
+    this.models = e.models;
+    this.limits = e.limits;
+    this.directions = e.directions;
+    this.upload = e.session.upload;
+    this.latent = e.session.latent;
   }
 
   /** @param {() => void} fn */
@@ -72,3 +104,9 @@ export class State {
     this.changed();
   }
 }
+
+/**
+ * What every panel is given: the state, and a way to send a message to the server (false
+ * when the socket is not open).
+ * @typedef {{ state: State, send: (msg: object) => boolean }} Ctx
+ */

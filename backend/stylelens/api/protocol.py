@@ -29,7 +29,7 @@ PROTOCOL_VERSION = 1
 # magic "SL", version, kind, job id (16 ASCII bytes), step, width, height, mime, 3 reserved.
 FRAME_HEADER = struct.Struct(">2sBB16sIHHB3x")
 FRAME_MAGIC = b"SL"
-FRAME_KINDS = {"inversion": 1, "edit": 2, "target": 3}
+FRAME_KINDS = {"inversion": 1, "edit": 2}
 MIMES = {"image/jpeg": 1, "image/png": 2}
 JOB_ID_LEN = 16  # secrets.token_hex(8)
 
@@ -38,7 +38,7 @@ JOB_ID_LEN = 16  # secrets.token_hex(8)
 class Frame:
     """One image for the browser: what it shows (kind), of which job and step, and its bytes."""
 
-    kind: str  # "inversion" (a step's preview), "edit" (a slider render), "target"
+    kind: str  # "inversion" (a step's preview), "edit" (a slider render or a random face)
     job: str
     step: int
     width: int

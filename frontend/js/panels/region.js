@@ -1,31 +1,22 @@
+// @ts-check
 // "Edit only here": the sliders, mixing and truncation act inside a region the user paints on
 // the edited face (brush, eraser, presets found on the face), the rest of the image stays the
 // current latent's (docs/local-editing.md). Strokes are undoable like slider moves.
 
-import { MaskPainter } from "./mask.js";
-import * as P from "./protocol.js";
+import { el, input, say, select } from "../dom.js";
+import { MaskPainter } from "../mask.js";
+import * as P from "../protocol.js";
+import { postFile } from "../server.js";
 
-/**
- * @typedef {{
- *   state: import("./state.js").State,
- *   send: (msg: object) => boolean,
- *   api: (path: string, init?: RequestInit) => Promise<any>,
- *   say: (text: string, kind?: "error" | "info") => void,
- *   changed: () => void,
- * }} Deps
- */
-
-/** @param {string} id @returns {any} */
-const $ = (id) => document.getElementById(id);
 
 export class RegionPanel {
-  /** @param {Deps} deps */
-  constructor(deps) {
-    this.deps = deps;
+  /** @param {import("../state.js").Ctx} ctx */
+  constructor(ctx) {
+    this.ctx = ctx;
     this.painter = new MaskPainter({
       canvas: "region-mask", brush: "region-brush", eraser: "region-eraser", size: "region-size", clear: "region-clear",
-      begin: () => this.deps.say(""),
-      record: (step) => { this.deps.state.record(step); this.deps.changed(); },
+      begin: () => say(""),
+      record: (step) => { ctx.state.record(step); ctx.state.changed(); },
       stroked: () => this.upload(),
     });
     /** The mask id the server holds for the current paint (null: none yet, or stale). */
@@ -34,11 +25,11 @@ export class RegionPanel {
     this.wire();
   }
 
-  get on() { return /** @type {boolean} */ ($("region-on").checked); }
+  get on() { return input("region-on").checked; }
 
   setResolution(/** @type {number} */ r) {
     this.painter.setResolution(r);
-    const blend = $("region-blend");
+    const blend = select("region-blend");
     blend.replaceChildren();
     const opts = [];
     for (let res = 8; res <= r; res *= 2) opts.push(res);
@@ -55,9 +46,9 @@ export class RegionPanel {
   /** A new face (inversion, random face): the paint stays, the server's preset needs a face. */
   update() {
     const on = this.on;
-    $("region-tools").hidden = !on;
+    el("region-tools").hidden = !on;
     this.painter.canvas.hidden = !on;
-    $("region-preset-add").disabled = !this.deps.state.latent;
+    el("region-preset-add", HTMLButtonElement).disabled = !this.ctx.state.latent;
   }
 
   /** Another session (a model switch): its masks are gone. */
@@ -66,8 +57,8 @@ export class RegionPanel {
     this.uploads++;
     this.painter.ctx.clearRect(0, 0, this.painter.canvas.width, this.painter.canvas.height);
     this.painter.undoStack = []; this.painter.redoStack = [];  // the page's history is reset too
-    $("region-on").checked = false;
-    $("region-note").textContent = "";
+    input("region-on").checked = false;
+    el("region-note").textContent = "";
     this.update();
   }
 
@@ -75,28 +66,26 @@ export class RegionPanel {
   /** The edit's region field: null when region editing is off or nothing is painted. */
   region() {
     if (!this.on || !this.mask) return null;
-    return { mask: this.mask, blend_res: Number($("region-blend").value) };
+    return { mask: this.mask, blend_res: Number(select("region-blend").value) };
   }
 
-  apply() { this.deps.state.setEdit({ region: this.region() }); }
+  apply() { this.ctx.state.setEdit({ region: this.region() }); }
 
   /** Send the painted mask to the server; the edit then refers to it. */
   async upload() {
     const ticket = ++this.uploads;
     if (!this.painter.hasPaint()) {
       this.mask = null;
-      $("region-note").textContent = "Paint the region to edit (or add a preset).";
+      el("region-note").textContent = "Paint the region to edit (or add a preset).";
       this.apply();
       return;
     }
-    const { state, api, say } = this.deps;
-    const form = new FormData();
-    form.append("file", await this.painter.maskBlob(), "region.png");
+    const { state } = this.ctx;
     try {
-      const r = await api(`/api/sessions/${state.session}/masks`, { method: "POST", body: form });
+      const r = await postFile(`/api/sessions/${state.session}/masks`, await this.painter.maskBlob(), "region.png");
       if (ticket !== this.uploads) return;
       this.mask = r.mask;
-      $("region-note").textContent = `region: ${(r.hole_fraction * 100).toFixed(1)} % of the image; the sliders act inside it`;
+      el("region-note").textContent = `region: ${(r.hole_fraction * 100).toFixed(1)} % of the image; the sliders act inside it`;
       this.apply();
     } catch (err) {
       say(`The region cannot be used: ${/** @type {Error} */ (err).message}`);
@@ -109,18 +98,18 @@ export class RegionPanel {
   }
 
   wire() {
-    $("region-on").addEventListener("change", () => {
+    el("region-on").addEventListener("change", () => {
       this.update();
       if (this.on && !this.mask && !this.painter.hasPaint()) {
-        $("region-note").textContent = "Paint the region to edit on the preview (or add a preset).";
+        el("region-note").textContent = "Paint the region to edit on the preview (or add a preset).";
       }
       this.apply();
     });
-    $("region-blend").addEventListener("change", () => this.apply());
-    $("region-preset-add").addEventListener("click", () => {
-      this.deps.say("");
-      $("region-note").textContent = `finding the ${$("region-preset").value} on the face…`;
-      this.deps.send(P.regionPreset($("region-preset").value));
+    el("region-blend").addEventListener("change", () => this.apply());
+    el("region-preset-add").addEventListener("click", () => {
+      say("");
+      el("region-note").textContent = `finding the ${select("region-preset").value} on the face…`;
+      this.ctx.send(P.regionPreset(select("region-preset").value));
     });
   }
 }
