@@ -123,3 +123,21 @@ def test_console_script(tmp_path: Path, models_dir: Path):
     assert "Traceback" not in bad.stderr
     usage = subprocess.run([exe, "render", "--bogus"], capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_help_groups_every_command(capsys) -> None:
+    from stylelens.cli import build_parser
+    from stylelens.cli_args import GROUPS
+    from stylelens.settings import Settings
+
+    parser = build_parser(Settings())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    text = capsys.readouterr().out
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    listed = {
+        line.split()[0] for line in text.splitlines() if line.startswith("  ") and line[2] != "-"
+    }
+    assert set(commands) <= listed, set(commands) - listed
+    positions = [text.index(f"{title}:\n") for title in GROUPS.values()]
+    assert positions == sorted(positions)  # the groups, in their order

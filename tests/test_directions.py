@@ -28,7 +28,6 @@ from stylelens.directions import (
     style_mix,
     truncate_toward,
 )
-from stylelens.directions.cli import parse_dir_spec
 from stylelens.directions.ganspace import pca
 from stylelens.directions.gradients import mean_score_gradients, range_gradients
 from stylelens.directions.interfacegan import condition, fit_boundary
@@ -41,6 +40,7 @@ from stylelens.directions.measure import (
 )
 from stylelens.directions.sefa import affine_ws_index, modulation_weights, sefa
 from stylelens.directions.sheet import render_sheet
+from stylelens.editing.cli import parse_dir_spec
 from stylelens.latents import Latent, save_latent
 from stylelens.networks.attributes import AttributeNet, AttributeNetConfig
 from stylelens.networks.stylegan2 import Generator

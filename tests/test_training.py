@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from stylelens.checkpoints import load_card, load_discriminator, load_generator
+from stylelens.cli_args import Commands
 from stylelens.data.folder import ImageFolderDataset
 from stylelens.data.sources import TrainingData, open_dataset
 from stylelens.errors import DatasetError, TrainingError
@@ -333,7 +334,7 @@ def test_export_writes_a_model_that_renders_like_g_ema(tmp_path: Path):
 
 def _cli(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="stylelens")
-    register(parser.add_subparsers(dest="command", required=True), Settings())
+    register(Commands(parser.add_subparsers(dest="command", required=True)), Settings())
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -19,3 +19,7 @@ class DatasetError(StyleLensError):
 
 class TrainingError(StyleLensError):
     """A training run cannot start, resume or be exported as asked."""
+
+
+class LocalEditError(StyleLensError):
+    """A local edit cannot run as asked (blend resolution, mask shape, preset)."""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-from stylelens.cli_args import add_device, add_model, add_models_dir
+from stylelens.cli_args import Commands, add_device, add_model, add_models_dir
 from stylelens.errors import StyleLensError
 from stylelens.settings import Settings
 
@@ -50,8 +49,8 @@ def check_exposure(host: str, settings: Settings, *, in_container: bool | None =
     )
 
 
-def register(subparsers: Any, settings: Settings) -> None:
-    p = subparsers.add_parser("serve", help="run the web app (http://127.0.0.1:8000 by default)")
+def register(commands: Commands, settings: Settings) -> None:
+    p = commands.add("serve", "use", help="run the web app (http://127.0.0.1:8000 by default)")
     p.add_argument("--host", default=settings.host, help="bind address (default: %(default)s)")
     p.add_argument("--port", type=int, default=settings.port, help="port (default: %(default)s)")
     add_models_dir(p, settings)

@@ -8,9 +8,8 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from stylelens.cli_args import add_models_dir
+from stylelens.cli_args import Commands, add_models_dir
 from stylelens.errors import StyleLensError
 from stylelens.settings import Settings
 
@@ -19,10 +18,10 @@ class AlignUsageError(StyleLensError):
     """A mistake on the ``align`` command line; exit status 2."""
 
 
-def register(subparsers: Any, settings: Settings) -> None:
+def register(commands: Commands, settings: Settings) -> None:
     """Add ``align`` to the ``stylelens`` command's subparsers."""
-    p = subparsers.add_parser(
-        "align", help="align the largest face in a photo (FFHQ's way, or a model's framing)"
+    p = commands.add(
+        "align", "use", help="align the largest face in a photo (FFHQ's way, or a model's framing)"
     )
     p.add_argument("image", type=Path, help="photo (JPEG, PNG, WebP...; EXIF rotation applied)")
     p.add_argument(

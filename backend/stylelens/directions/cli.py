@@ -1,5 +1,5 @@
-"""``stylelens directions compute|import|list|delete|sheet|measure`` and ``stylelens edit``:
-argparse wiring only; the work is in the other ``stylelens.directions`` modules."""
+"""``stylelens directions compute|import|list|delete|sheet|measure``: argparse wiring only; the
+work is in the other ``stylelens.directions`` modules."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stylelens.cli_args import add_device
+from stylelens.cli_args import Commands, add_device
 from stylelens.directions.core import Direction, DirectionError
-from stylelens.editing.cli import add_region_options
 from stylelens.settings import Settings
 
 DIR_SPEC = re.compile(r"^([a-z0-9][a-z0-9_.-]*)=([+-]?(?:\d+(?:\.\d*)?|\.\d+))$")
@@ -32,11 +31,21 @@ def _common(p: argparse.ArgumentParser, settings: Settings) -> None:
     add_device(p, settings)
 
 
-def register(subparsers: Any, settings: Settings) -> None:
-    """Add ``directions`` (with its sub-commands) and ``edit`` to the ``stylelens`` command."""
-    top = subparsers.add_parser("directions", help="semantic directions: compute, list, sheet")
+def register(commands: Commands, settings: Settings) -> None:
+    """``directions`` and its actions (``stylelens edit`` is in ``stylelens.editing.cli``)."""
+    top = commands.add(
+        "directions",
+        "models",
+        help="semantic directions: compute, import, list, delete, sheet, measure",
+    )
     sub = top.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_compute(sub, settings)
+    _add_store_actions(sub, settings)
+    _add_sheet(sub, settings)
+    _add_measure(sub, settings)
 
+
+def _add_compute(sub: Any, settings: Settings) -> None:
     p = sub.add_parser(
         "compute", help="compute directions from the model (SeFa, GANSpace, InterFaceGAN)"
     )
@@ -93,6 +102,8 @@ def register(subparsers: Any, settings: Settings) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace directions of the same name")
     p.set_defaults(func=cmd_compute)
 
+
+def _add_store_actions(sub: Any, settings: Settings) -> None:
     p = sub.add_parser("import", help="import an InterFaceGAN .npy or PyTorch .pt direction")
     p.add_argument("file", type=Path)
     _common(p, settings)
@@ -111,6 +122,8 @@ def register(subparsers: Any, settings: Settings) -> None:
     _common(p, settings)
     p.set_defaults(func=cmd_delete)
 
+
+def _add_sheet(sub: Any, settings: Settings) -> None:
     p = sub.add_parser("sheet", help="grid image: rows = directions, columns = amounts")
     _common(p, settings)
     p.add_argument("--out", type=Path, required=True, help="image file, e.g. sheet.png")
@@ -127,6 +140,8 @@ def register(subparsers: Any, settings: Settings) -> None:
     p.add_argument("--tile", type=int, default=128, help="tile size in px (default: 128)")
     p.set_defaults(func=cmd_sheet)
 
+
+def _add_measure(sub: Any, settings: Settings) -> None:
     p = sub.add_parser("measure", help="attribute changes of every direction (docs/directions.md)")
     _common(p, settings)
     p.add_argument("--attribute-model", default="attributes-synthfaces")
@@ -143,34 +158,6 @@ def register(subparsers: Any, settings: Settings) -> None:
         "--docs", type=Path, default=None, help="fill the quality section of this markdown file"
     )
     p.set_defaults(func=cmd_measure)
-
-    p = subparsers.add_parser(
-        "edit", help="apply directions, style mixing and truncation to a latent file"
-    )
-    p.add_argument(
-        "latent", type=Path, help="latent .safetensors (from inversion or --save-latent)"
-    )
-    _common(p, settings)
-    p.add_argument(
-        "--dir",
-        action="append",
-        default=[],
-        metavar="NAME=AMOUNT",
-        help="move a slider, in units (sd), e.g. smile=+2; repeatable",
-    )
-    p.add_argument(
-        "--mix",
-        action="append",
-        default=[],
-        metavar="REF:LAYERS",
-        help="take coarse|middle|fine|all (or ws indices) from another face: a latent file or "
-        "seed=N; with --mask or --preset, only inside the region (region transfer)",
-    )
-    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi toward w_avg")
-    p.add_argument("--out", type=Path, required=True, help="edited image, e.g. edited.png")
-    p.add_argument("--save-latent", type=Path, default=None, help="also write the edited latent")
-    add_region_options(p)
-    p.set_defaults(func=cmd_edit)
 
 
 def _device(name: str) -> Any:
@@ -411,71 +398,3 @@ def _encoded_faces(args: argparse.Namespace, G: Any, model_dir: Path) -> tuple[A
         f"{args.faces} held-out SynthFaces (seeds from {ENCODED_FIRST_SEED:,}) encoded by the "
         "model's encoder, one pass each"
     )
-
-
-def parse_dir_spec(spec: str) -> tuple[str, float]:
-    """``"smile=+2"`` -> ("smile", 2.0); DirectionError for anything else."""
-    m = DIR_SPEC.match(spec.strip())
-    if m is None:
-        raise DirectionError(f"--dir {spec!r}: use NAME=AMOUNT, e.g. smile=+2 or age=-1.5")
-    return m[1], float(m[2])
-
-
-def cmd_edit(args: argparse.Namespace) -> None:
-    import torch
-
-    from stylelens.directions.edit import apply_directions, style_mix, truncate_toward
-    from stylelens.directions.store import load_direction
-    from stylelens.editing.cli import local_render
-    from stylelens.latents import Latent, load_latent, save_latent
-    from stylelens.render import image_grid, to_uint8, z_from_seed
-
-    specs = [parse_dir_spec(s) for s in args.dir]
-    mixes = []
-    for m in args.mix:
-        ref, sep, layers = m.rpartition(":")
-        if not sep or not ref or not layers:
-            raise DirectionError(f"--mix {m!r}: use REF:LAYERS, e.g. ref.safetensors:coarse")
-        seed = re.fullmatch(r"seed=(\d+)", ref)
-        mixes.append((int(seed[1]) if seed else Path(ref), layers))
-    if args.out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise DirectionError(f"--out {args.out}: use a .png, .jpg or .webp file name")
-    G, model_dir = _load_model(args)
-    latent = load_latent(args.latent)
-    latent.check_fits(num_ws=G.num_ws, w_dim=G.w_dim, model_id=args.model)
-    edits = [(load_direction(model_dir, name), amount) for name, amount in specs]
-    ws = latent.ws
-    for ref, layers in mixes:
-        if isinstance(ref, int):
-            with torch.no_grad():
-                ref_ws = G.mapping(z_from_seed(ref, G.z_dim).float().to(G.mapping.w_avg)).cpu()
-        else:
-            ref_latent = load_latent(ref)
-            ref_latent.check_fits(num_ws=G.num_ws, w_dim=G.w_dim, model_id=args.model)
-            ref_ws = ref_latent.ws
-        ws = style_mix(ws, ref_ws, layers)
-    if args.trunc != 1.0:
-        ws = truncate_toward(ws, G.mapping.w_avg.cpu(), args.trunc)
-    ws = apply_directions(ws, edits)
-    device = next(G.parameters()).device
-    noise = {k: v.to(device) for k, v in latent.noise.items()}
-    with torch.no_grad():
-        img = local_render(args, G, latent.ws.to(device), ws.to(device), noise or None)
-        if img is None:
-            img = G.synthesis(ws.to(device), noise=noise or None)
-    _save_image(image_grid([to_uint8(img)[0]]), args.out)
-    print(f"wrote {args.out}")
-    if args.save_latent is not None:
-        if args.mask is not None or args.preset is not None:
-            print(
-                "note: the saved latent is the whole-face edit; a local edit is the original "
-                "latent, the edited one and the mask together (re-run this command to render it)",
-                file=sys.stderr,
-            )
-        meta = {
-            **latent.metadata,
-            "model": args.model,
-            "edit": json.dumps({"dir": args.dir, "mix": args.mix, "trunc": args.trunc}),
-        }
-        save_latent(args.save_latent, Latent(ws=ws, noise=latent.noise, metadata=meta))
-        print(f"wrote {args.save_latent}")

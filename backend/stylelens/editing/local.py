@@ -34,17 +34,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from stylelens.errors import StyleLensError
+from stylelens.errors import LocalEditError
 from stylelens.networks.stylegan2 import BlockOutput, SynthesisNetwork
 
 # Pixels of feather per 256 px of output (8 at 256 px, 32 at 1024 px).
 FEATHER_PER_256 = 8
 # The default blend resolution is the output's 1 / BLEND_FRACTION.
 BLEND_FRACTION = 8
-
-
-class LocalEditError(StyleLensError):
-    """A local edit cannot run as asked (blend resolution, mask shape, preset)."""
 
 
 def default_feather(resolution: int) -> int:

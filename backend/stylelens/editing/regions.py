@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from stylelens.editing.local import LocalEditError
+from stylelens.errors import LocalEditError
 
 PRESETS: tuple[str, ...] = ("eyes", "mouth", "nose", "face", "hair", "background")
 

@@ -7,16 +7,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stylelens.cli_args import add_models_dir
+from stylelens.cli_args import Commands, add_models_dir
 from stylelens.settings import Settings
 
 # The registry that ships with the repository, for a models dir that has none of its own.
 REPO_REGISTRY = Path(__file__).resolve().parents[3] / "models" / "registry.json"
 
 
-def register(subparsers: Any, settings: Settings) -> None:
-    p = subparsers.add_parser(
+def register(commands: Commands, settings: Settings) -> None:
+    p = commands.add(
         "fetch",
+        "models",
         help="download official weights (FFHQ StyleGAN2, LPIPS, e4e directions) as native models",
         description=(
             "Download, verify and convert official weights into native model directories. "

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stylelens.cli_args import add_device, add_model, add_models_dir
+from stylelens.cli_args import Commands, add_device, add_model, add_models_dir
 from stylelens.errors import StyleLensError
 from stylelens.settings import Settings
 
@@ -22,12 +22,13 @@ def _model_args(p: argparse.ArgumentParser, settings: Settings) -> None:
     add_device(p, settings)
 
 
-def register(subparsers: Any, settings: Settings) -> None:
+def register(commands: Commands, settings: Settings) -> None:
     from stylelens.inversion import ENGINES
     from stylelens.losses import PERCEPTUAL_BACKENDS
 
-    p = subparsers.add_parser(
+    p = commands.add(
         "invert",
+        "use",
         help="find the latent of a photo (writes latent, reconstruction and preview strip)",
     )
     p.add_argument("image", type=Path, help="any image Pillow reads (JPEG, PNG, WebP, ...)")
@@ -72,8 +73,9 @@ def register(subparsers: Any, settings: Settings) -> None:
     )
     p.set_defaults(func=cmd_invert)
 
-    p = subparsers.add_parser(
+    p = commands.add(
         "encode",
+        "use",
         help="one forward pass of the model's encoder: a photo to an editable latent",
     )
     p.add_argument("image", type=Path, help="any image Pillow reads (JPEG, PNG, WebP, ...)")
@@ -93,8 +95,9 @@ def register(subparsers: Any, settings: Settings) -> None:
     )
     p.set_defaults(func=cmd_encode)
 
-    p = subparsers.add_parser(
+    p = commands.add(
         "fit-preview-heads",
+        "training",
         help="fit the intermediate-resolution preview heads of a model (no data needed)",
     )
     _model_args(p, settings)

@@ -8,18 +8,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stylelens.cli_args import add_device, add_model, add_models_dir
+from stylelens.cli_args import Commands, add_device, add_model, add_models_dir
 from stylelens.errors import StyleLensError
 from stylelens.settings import Settings
 
 
-def register(subparsers: Any, settings: Settings) -> None:
+def register(commands: Commands, settings: Settings) -> None:
     from stylelens.losses import PERCEPTUAL_BACKENDS
     from stylelens.restoration.tasks import DEFAULT_STEPS, DEFAULTS, SCALES
 
     d = DEFAULTS
-    p = subparsers.add_parser(
+    p = commands.add(
         "restore",
+        "use",
         help="colorize, super-resolve or inpaint a face with the multi-code GAN prior",
         description="Restore a face photo with mGANprior: N latent codes composed at an "
         "intermediate layer of the model, fitted so that the degraded output matches the photo. "

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stylelens.cli_args import add_device
+from stylelens.cli_args import Commands, add_device
 from stylelens.errors import TrainingError
 from stylelens.settings import Settings
 
@@ -42,9 +42,12 @@ _OPTIONS: dict[str, tuple[str, type, str]] = {
 }
 
 
-def register(subparsers: Any, settings: Settings) -> None:
-    """Add ``train``, ``export`` and ``grow`` to the ``stylelens`` command's subparsers."""
-    p = subparsers.add_parser("train", help="train or fine-tune a StyleGAN2 (CPU or CUDA)")
+def register(commands: Commands, settings: Settings) -> None:
+    """``train``, ``export`` and ``grow``; and ``train-encoder`` and ``train-optimizer``, whose
+    modules are beside this one."""
+    from stylelens.training import encoder_cli, optimizer_cli
+
+    p = commands.add("train", "training", help="train or fine-tune a StyleGAN2 (CPU or CUDA)")
     p.add_argument("--data", help="'synthfaces' or a folder of images (png, jpg, webp, bmp)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--outdir", type=Path, help="new run directory, e.g. runs/faces64")
@@ -68,7 +71,7 @@ def register(subparsers: Any, settings: Settings) -> None:
                    help="progress bar with img/s")  # fmt: skip
     p.set_defaults(func=cmd_train)
 
-    p = subparsers.add_parser("export", help="write a training run's G_ema as a model")
+    p = commands.add("export", "models", help="write a training run's G_ema as a model")
     p.add_argument("run_dir", type=Path, help="the run directory (stylelens train --outdir)")
     p.add_argument("--id", required=True, dest="model_id", help="new model id, e.g. faces-64")
     p.add_argument("--models-dir", type=Path, default=settings.models_dir,
@@ -80,8 +83,10 @@ def register(subparsers: Any, settings: Settings) -> None:
                    "seeds 0-15 changes by more than 1/255)")  # fmt: skip
     p.set_defaults(func=cmd_export)
 
-    p = subparsers.add_parser(
-        "grow", help="add higher-resolution blocks to a model (train coarse first, then fine)"
+    p = commands.add(
+        "grow",
+        "training",
+        help="add higher-resolution blocks to a model (train coarse first, then fine)",
     )
     p.add_argument("model", metavar="MODEL", help="model id or directory to grow")
     p.add_argument("--res", type=int, required=True, help="new resolution, e.g. 256")
@@ -91,6 +96,8 @@ def register(subparsers: Any, settings: Settings) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the new blocks' weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model")
     p.set_defaults(func=cmd_grow)
+    encoder_cli.register(commands, settings)
+    optimizer_cli.register(commands, settings)
 
 
 def _overrides(args: argparse.Namespace, base: Any) -> dict[str, Any]:

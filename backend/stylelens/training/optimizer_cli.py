@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Any
 
-from stylelens.cli_args import add_model, add_models_dir, add_training_run
+from stylelens.cli_args import Commands, add_model, add_models_dir, add_training_run
 from stylelens.errors import StyleLensError, TrainingError
 from stylelens.settings import Settings
 
 
-def register(subparsers: Any, settings: Settings) -> None:
+def register(commands: Commands, settings: Settings) -> None:
     from stylelens.losses import PERCEPTUAL_BACKENDS
     from stylelens.training.optimizer import OptimizerTrainConfig
 
-    p = subparsers.add_parser(
+    p = commands.add(
         "train-optimizer",
+        "training",
         help="train the model's learned optimizer (seed 001; the 'learned' engines; resumable)",
     )
     add_models_dir(p, settings)

@@ -71,8 +71,9 @@ def _line(d_perp: np.ndarray, width: float, px: float) -> np.ndarray:
     return _cov(np.abs(d_perp) - 0.5 * w, px) * min(1.0, width / px)
 
 
-def _noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
-    """Smooth value noise in about [-1, 1]: a cells x cells random grid, bicubic-upsampled."""
+def _noise(rng: np.random.Generator, shape: tuple[int, ...], cells: int) -> np.ndarray:
+    """Smooth value noise in about [-1, 1] of ``shape`` (height, width, ...): a cells x cells
+    random grid, bicubic-upsampled."""
     grid = rng.standard_normal((cells, cells)).astype(np.float32)
     img = Image.fromarray(grid).resize((shape[1], shape[0]), Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.float32) * 0.6
