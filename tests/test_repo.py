@@ -23,3 +23,39 @@ def test_readme_opens_with_run_and_test_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert readme_commands()[1] in ci
+
+
+def readme_layout() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split("## Layout", 1)[1].split("```", 2)[1]
+
+
+def test_the_readme_layout_names_every_module_and_benchmark():
+    layout = readme_layout()
+    package = ROOT / "backend" / "stylelens"
+    missing = []
+    for entry in sorted(package.iterdir()):
+        if entry.is_dir() and (entry / "__init__.py").exists():
+            name = f"{entry.name}/"
+        elif entry.suffix == ".py" and entry.name != "__init__.py":
+            name = entry.name
+        else:
+            continue
+        if name not in layout:
+            missing.append(name)
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        if script.name not in layout:
+            missing.append(f"benchmarks/{script.name}")
+    assert not missing, f"README's Layout does not name: {missing}"
+
+
+def test_every_route_of_the_app_is_in_the_protocol_doc():
+    from stylelens.api.app import build_router
+    from stylelens.settings import Settings
+
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    routes = {getattr(r, "path", "") for r in build_router(Settings()).routes}
+    assert len(routes) >= 6  # the session, upload, mask, file... routes were read
+    documented = [r for r in sorted(routes) if f" {r}`" in doc or f"`{r}`" in doc]
+    assert documented == sorted(routes), sorted(routes - set(documented))
+    assert "`/api/ws" in doc and "/healthz" in doc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from stylelens.checkpoints.native import load_card, load_into, save_card
 from stylelens.errors import CheckpointError
-from stylelens.networks.preview import PREVIEW_HEADS_FILE, FitConfig, PreviewHeads
+from stylelens.networks.preview import PREVIEW_HEADS_FILE, PreviewHeads
 from stylelens.networks.stylegan2 import Generator
 
 
@@ -57,38 +56,3 @@ def load_preview_heads(model_dir: Path, G: Generator) -> PreviewHeads | None:
     heads = PreviewHeads(G, resolutions, raw_resolutions=raw)
     load_into(heads, state, str(path))
     return heads.to(G.mapping.w_avg.device)
-
-
-def fit_and_save_preview_heads(
-    G: Generator, model_dir: Path, config: FitConfig, *, eval_samples: int = 16
-) -> tuple[Path, PreviewHeads, dict[int, dict[str, float]], float]:
-    """Fit heads on G's own samples, measure them, save them with the fit record.
-
-    Returns the file written, the heads, the PSNR table {resolution: {variant: dB}} and the
-    fitting time in seconds. Resolutions where the raw skip image beats the head are recorded
-    in ``heads.raw_resolutions`` (the previews use the raw image there).
-    """
-    from stylelens.evaluation.preview_heads import evaluate_preview_heads, raw_is_better
-    from stylelens.networks.preview import fit_preview_heads
-    from stylelens.training.state import describe_hardware
-
-    device = G.mapping.w_avg.device
-    heads = PreviewHeads(G).to(device)
-    t0 = time.perf_counter()
-    losses = fit_preview_heads(G, heads, config, progress=True)
-    seconds = time.perf_counter() - t0
-    table = evaluate_preview_heads(G, heads, samples=eval_samples)
-    heads.raw_resolutions = raw_is_better(table)
-    fit = {
-        "steps": config.steps,
-        "batch": config.batch,
-        "lr": config.lr,
-        "psi_range": list(config.psi_range),
-        "seed": config.seed,
-        "loss_first": round(losses[0], 5),
-        "loss_last": round(sum(losses[-20:]) / len(losses[-20:]), 5),
-        "seconds": round(seconds, 1),
-        "hardware": describe_hardware(device),
-        "psnr_db": {str(r): {k: round(v, 2) for k, v in row.items()} for r, row in table.items()},
-    }
-    return save_preview_heads(model_dir, heads, fit), heads, table, seconds

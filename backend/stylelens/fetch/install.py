@@ -177,7 +177,7 @@ def _add_sefa(G: Generator, model_dir: Path, options: FetchOptions, log: Log) ->
 
 
 def _fit_heads(G: Generator, model_dir: Path, options: FetchOptions, log: Log) -> None:
-    from stylelens.checkpoints.preview_heads import fit_and_save_preview_heads
+    from stylelens.training.preview_heads import fit_and_save_preview_heads
 
     assert options.preview_heads is not None
     if len(G.synthesis.block_resolutions) < 3:

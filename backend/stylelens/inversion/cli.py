@@ -134,8 +134,8 @@ def _writable(directory: Path) -> None:
 
 
 def cmd_fit_preview_heads(args: argparse.Namespace) -> None:
-    from stylelens.checkpoints.preview_heads import fit_and_save_preview_heads
     from stylelens.networks.preview import FitConfig
+    from stylelens.training.preview_heads import fit_and_save_preview_heads
 
     if args.steps < 1 or args.batch < 1 or args.eval_samples < 1:
         raise StyleLensError("--steps, --batch and --eval-samples must be at least 1")

@@ -1,4 +1,4 @@
-"""The step protocol every inversion engine follows (conventions 7).
+"""The step protocol every inversion engine follows.
 
 ``state = engine.start(target, config)``, then ``report = engine.step(state)`` until
 ``state.done``, then ``engine.result(state)``. Engines do no I/O and keep no global state;

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylelens.data.synthfaces.params import ATTRIBUTES, Attribute
+from stylelens.labels import ATTRIBUTES, Attribute
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from tqdm import tqdm
 from stylelens.checkpoints.attribute_net import AttributeNetCard
 from stylelens.data.synthfaces.dataset import render_arrays
 from stylelens.data.synthfaces.params import Attribute
+from stylelens.hardware import describe_hardware
 from stylelens.networks.attributes import AttributeNet, AttributeNetConfig, attribute_loss
-from stylelens.training.state import describe_hardware
 
 VAL_FIRST_SEED = 50_000_000
 HELD_OUT_FIRST_SEED = 60_000_000

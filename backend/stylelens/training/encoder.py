@@ -45,12 +45,12 @@ from stylelens.data.synthfaces import MIN_RESOLUTION, render_face
 from stylelens.encoders.light import LightEncoder, compose_ws
 from stylelens.encoders.store import save_encoder
 from stylelens.errors import TrainingError
+from stylelens.hardware import describe_hardware
 from stylelens.losses import PerceptualLoss, pixel_mse
 from stylelens.networks.stylegan2 import Generator
 from stylelens.training.state import (
     _global_rng,
     _restore_global_rng,
-    describe_hardware,
     read_state_file,
     write_state_file,
 )

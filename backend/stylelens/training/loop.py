@@ -40,6 +40,7 @@ from stylelens import __version__
 from stylelens.checkpoints.native import load_card, now_iso
 from stylelens.data.sources import TrainingData
 from stylelens.errors import TrainingError
+from stylelens.hardware import describe_hardware
 from stylelens.networks import ops
 from stylelens.networks.runtime import autocast, resolve_device
 from stylelens.render import image_grid, render_seeds
@@ -67,7 +68,6 @@ from stylelens.training.loss import (
 from stylelens.training.state import (
     CHECKPOINT_FILE,
     TrainingState,
-    describe_hardware,
     read_checkpoint,
     restore_state,
     save_checkpoint,

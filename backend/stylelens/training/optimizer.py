@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from stylelens.encoders.encode import encode
 from stylelens.errors import TrainingError
+from stylelens.hardware import describe_hardware
 from stylelens.inversion.common import perceptual_weight, w_std
 from stylelens.inversion.learned import AdamMoments, LearnedOptimizer, image_loss
 from stylelens.inversion.optimizer_store import save_optimizer
@@ -50,7 +51,6 @@ from stylelens.render import z_from_seed
 from stylelens.training.state import (
     _global_rng,
     _restore_global_rng,
-    describe_hardware,
     read_state_file,
     write_state_file,
 )

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import platform
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,16 +305,3 @@ def restore_state(state: TrainingState, payload: dict[str, Any]) -> dict[str, fl
     state.hardware = list(progress["hardware"])
     _restore_global_rng(payload["global_rng"])
     return dict(payload["metrics"])
-
-
-def describe_hardware(device: torch.device) -> str:
-    """The machine in one line: GPU name and CUDA version, or CPU model and cores; torch."""
-    if device.type == "cuda":
-        name = f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    else:
-        name = platform.processor() or platform.machine() or "cpu"
-        with contextlib.suppress(OSError):
-            m = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-            name = m[1].strip() if m else name
-        name += f", {os.cpu_count()} cores"
-    return f"{name}, torch {torch.__version__}"

@@ -5,45 +5,23 @@ from __future__ import annotations
 
 import colorsys
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-HAIR_STYLES = ("short", "long", "bald", "curly", "bun")
-GLASSES = ("none", "round", "square")
-BEARDS = ("none", "stubble", "full")
+from stylelens.labels import ATTRIBUTES, BEARDS, GLASSES, HAIR_STYLES, Attribute
 
+__all__ = [
+    "ATTRIBUTES",
+    "BEARDS",
+    "GLASSES",
+    "HAIR_STYLES",
+    "Attribute",
+    "FaceParams",
+    "labels_vector",
+    "sample_params",
+]
 
-@dataclass(frozen=True)
-class Attribute:
-    """One label: continuous values lie in ``[low, high]``; categorical ones index ``classes``."""
-
-    name: str
-    kind: Literal["continuous", "categorical"]
-    description: str
-    low: float = 0.0
-    high: float = 1.0
-    classes: tuple[str, ...] = ()
-
-
-ATTRIBUTES: tuple[Attribute, ...] = (
-    Attribute("yaw", "continuous", "head turn in degrees; + turns toward image right", -30, 30),
-    Attribute("pitch", "continuous", "head nod in degrees; + looks down", -15, 15),
-    Attribute("roll", "continuous", "head tilt in degrees; + clockwise", -15, 15),
-    Attribute("smile", "continuous", "mouth-corner curvature; -1 frown, +1 broad smile", -1, 1),
-    Attribute("mouth_open", "continuous", "lip gap; 0 closed, 1 wide open (teeth show)"),
-    Attribute("eye_open", "continuous", "eyelid opening; 0 shut, 1 wide open"),
-    Attribute("age", "continuous", "0 young; wrinkles from 0.3, greying hair and brows from 0.4"),
-    Attribute("skin_tone", "continuous", "0 lightest to 1 darkest skin"),
-    Attribute("hair_lightness", "continuous", "0 black to 1 blond (before greying with age)"),
-    Attribute("hair_hue", "continuous", "0 auburn/red to 1 golden"),
-    Attribute("face_width", "continuous", "0 narrow to 1 wide face"),
-    Attribute("light", "continuous", "key light direction; -1 from image left, +1 from right", -1),
-    Attribute("background_hue", "continuous", "background hue; 0 red through 1 violet"),
-    Attribute("hair_style", "categorical", "hair style", classes=HAIR_STYLES),
-    Attribute("glasses", "categorical", "glasses frames", classes=GLASSES),
-    Attribute("beard", "categorical", "facial hair", classes=BEARDS),
-)
+# The labels' vocabulary lives in stylelens.labels (shared with the attribute network).
 _HAIR_P = (0.3, 0.27, 0.1, 0.17, 0.16)
 _GLASSES_P = (0.6, 0.2, 0.2)
 _BEARD_P = (0.6, 0.2, 0.2)
