@@ -65,10 +65,10 @@ def test_upload_invert_slide_commit_download(server: str, tmp_path: Path) -> Non
         page.wait_for_selector("#conn.online")
         assert "tiny" in page.locator("#model").inner_text()
         order = []
-        for _ in range(2):  # keyboard users reach the model picker, then the file picker
+        for _ in range(3):  # keyboard users reach the model picker, Models, the file picker
             page.keyboard.press("Tab")
             order.append(page.evaluate("document.activeElement.id"))
-        assert order == ["model-picker", "file"]
+        assert order == ["model-picker", "models-open", "file"]
         page.set_input_files("#file", str(face_file(tmp_path)))
         page.wait_for_function("document.getElementById('target').src.includes('/files/')")
         first_target = page.locator("#target").get_attribute("src")
@@ -536,5 +536,91 @@ def test_the_page_works_on_a_phone_with_the_keyboard_alone(server: str) -> None:
         page.keyboard.press("Enter")
         page.locator("#results a", has_text="PNG").first.wait_for()
         page.screenshot(path=str(SHOTS / "8-phone.png"), full_page=True)
+        assert not errors, errors
+        browser.close()  # type: ignore[attr-defined]
+
+
+BAR_WATCH = """() => {
+  window.barSeen = [];
+  const bar = document.getElementById('models-bar');
+  new MutationObserver(() => {
+    if (bar.hasAttribute('value')) window.barSeen.push(bar.value / bar.max);
+  }).observe(bar, {attributes: true});
+}"""
+
+
+def test_models_dialog_installs_from_the_registry_with_a_live_progress_bar(
+    app_models: Path,
+    tmp_path: Path,
+    nvidia_pkl: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib
+
+    from tests.formats import TINY_G, write_e4e_direction
+    from tests.test_models_dialog import file_server, local_settings, write_registry
+
+    models = tmp_path / "models"
+    shutil.copytree(app_models / "tiny", models / "tiny")
+    pkl = nvidia_pkl.read_bytes()
+    direction = write_e4e_direction(tmp_path / "age.pt", (1, TINY_G.w_dim)).read_bytes()
+    download = importlib.import_module("stylelens.fetch.download")
+    monkeypatch.setattr(download, "CHUNK", 16384)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    app = create_app(local_settings(models, tmp_path / "data"))
+    with (
+        file_server() as (files, served),
+        live_server(app) as base,
+        playwright_sync.sync_playwright() as p,
+    ):
+        served.files.update({"/nv/ffhq.pkl": pkl, "/e4e/age.pt": direction})
+        served.delay_s = 0.01  # about 2 s for the file: the bar is seen moving
+        write_registry(models, files, pkl, direction)
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/")
+        page.wait_for_selector("#conn.online")
+        assert page.locator("#model-picker").is_hidden()  # one model served
+        page.click("#models-open")
+        dialog = page.locator("#models")
+        dialog.wait_for(state="visible")
+        tiny = page.locator('#models-installed [data-model="tiny"]')
+        tiny.wait_for()
+        assert "photographs of faces (FFHQ)" in tiny.inner_text()
+        assert "in use" in tiny.inner_text()
+        entry = page.locator('#models-registry [data-entry="tiny-ffhq"]')
+        assert f"{round(len(pkl) / 1e3)} kB download" in entry.inner_text()
+        assert "test licence, non-commercial" in entry.inner_text()
+        needs = page.locator('#models-registry [data-entry="e4e-tiny"] button')
+        assert needs.is_disabled()  # its model is not installed yet
+        page.evaluate(BAR_WATCH)
+        entry.locator("button").click()
+        page.wait_for_function(
+            "document.getElementById('models-progress-text').textContent"
+            ".startsWith('Downloading tiny-ffhq')"
+        )
+        assert page.locator("#models-cancel").is_visible()
+        assert entry.locator("button").is_disabled()  # one install at a time
+        installed = page.locator('#models-installed [data-model="tiny-ffhq"]')
+        installed.wait_for(timeout=60000)
+        seen = page.evaluate("window.barSeen")
+        assert any(0 < v < 1 for v in seen), seen  # it moved
+        assert max(seen) == 1, seen  # and reached its end
+        assert page.locator("#models-bar").evaluate("b => b.value / b.max") == 1
+        assert "installed and ready" in page.locator("#models-status").inner_text()
+        assert "served" in installed.inner_text()
+        assert entry.locator("button").inner_text() == "Installed"
+        options = page.locator("#model-picker option").all_inner_texts()
+        assert any("tiny test generator" in o for o in options), options
+        assert page.locator("#model-picker").is_visible()
+        page.screenshot(path=str(SHOTS / "9-models.png"))
+
+        installed.locator("button", has_text="Use").click()  # a new session with it
+        page.wait_for_function(
+            "document.getElementById('model').textContent.includes('tiny test generator')"
+        )
+        assert dialog.is_hidden()
         assert not errors, errors
         browser.close()  # type: ignore[attr-defined]

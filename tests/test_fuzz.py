@@ -21,6 +21,7 @@ import io
 import json
 import math
 import string
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -190,6 +191,7 @@ def damaged_image(draw: st.DrawFn) -> bytes:
 
 
 ID_ALPHABET = string.ascii_letters + string.digits + "-_"
+MODEL_IDS = ["tiny", "tiny-b", "tiny-ffhq", "new-model", "Bad ID", ".downloads"]
 HOSTILE_IDS = st.one_of(
     st.text(alphabet=ID_ALPHABET, min_size=16, max_size=64),  # well-formed, unknown
     st.text(max_size=30),
@@ -199,7 +201,7 @@ HOSTILE_IDS = st.one_of(
 
 @st.composite
 def path_id(draw: st.DrawFn, t: Target, kind: str) -> str:
-    real = {"sid": [t.sid, t.other_sid], "item": t.items}[kind]
+    real = {"sid": [t.sid, t.other_sid], "item": t.items, "model": MODEL_IDS}[kind]
     value = draw(st.one_of(st.sampled_from(real), st.sampled_from(real), HOSTILE_IDS))
     return url_quote(value)
 
@@ -217,6 +219,7 @@ BODY = st.one_of(
         to_json,
         shaped({k: st.integers(-5, 100) for k in ("left", "top", "size")}),
     ),
+    st.builds(to_json, shaped({"name": st.sampled_from(["tiny-ffhq", "e4e-tiny", "nope", "."])})),
     st.builds(deep_nesting, st.integers(1, 50_000)),
     st.binary(max_size=512),
 )
@@ -229,11 +232,15 @@ def http_request(draw: st.DrawFn, t: Target) -> dict[str, Any]:
         sid=draw(path_id(t, "sid")),
         crop_id=draw(path_id(t, "item")),
         iid=draw(path_id(t, "item")),
+        model_id=draw(path_id(t, "model")),
     )
     other = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"])
     method = draw(st.one_of(st.just(route["method"]), st.just(route["method"]), other))
+    keys = ["token", "session", "x", "page", "id", "filename"]  # id, filename: model uploads
     query = draw(
-        st.dictionaries(st.sampled_from(["token", "session", "x", "page"]), TEXT, max_size=2)
+        st.dictionaries(
+            st.sampled_from(keys), st.one_of(TEXT, st.sampled_from(MODEL_IDS)), max_size=2
+        )
     )
     if query:
         path += "?" + "&".join(f"{k}={url_quote(v[:2000])}" for k, v in query.items())
@@ -268,6 +275,11 @@ HTTP_ROUTES = [
     {"method": "POST", "path": "/api/sessions/{sid}/uploads/{crop_id}/crop", "upload": False},
     {"method": "POST", "path": "/api/sessions/{sid}/masks", "upload": True},
     {"method": "GET", "path": "/api/sessions/{sid}/files/{iid}", "upload": False},
+    {"method": "GET", "path": "/api/models", "upload": False},
+    {"method": "POST", "path": "/api/models/install", "upload": False},
+    {"method": "DELETE", "path": "/api/models/install", "upload": False},
+    {"method": "POST", "path": "/api/models/upload", "upload": True},
+    {"method": "POST", "path": "/api/models/{model_id}/load", "upload": False},
     {"method": "GET", "path": "/openapi.json", "upload": False},
     {"method": "GET", "path": "/docs", "upload": False},
     {"method": "GET", "path": "/", "upload": False},
@@ -539,6 +551,118 @@ def test_fuzz_websocket_handshake(target: Target) -> None:
     run()
     assert target.client.app.state.worker.alive
     assert target.client.get("/healthz").status_code == 200
+
+
+# ------------------------------------------------------------------------------------------
+# The Models dialog's routes on a server that installs (the main target refuses installs: it
+# answers the non-loopback name "testserver" without a token). Its registry points at a local
+# server that answers 404, so no install downloads anything; uploads are converted (and fail).
+
+MODEL_CASES = 400
+CHECKPOINT_BODIES = st.one_of(
+    st.binary(max_size=2048),
+    st.builds(lambda b: b"\x80" + b, st.binary(max_size=512)),  # a pickle's first byte
+    st.builds(lambda b: b"PK\x03\x04" + b, st.binary(max_size=512)),  # a zip's
+    st.builds(lambda b: b"\x80\x02\x8a" + b, st.binary(max_size=512)),  # legacy torch.save
+    damaged_image(),
+)
+
+
+@st.composite
+def model_request(draw: st.DrawFn) -> dict[str, Any]:
+    route = draw(st.sampled_from([r for r in HTTP_ROUTES if r["path"].startswith("/api/models")]))
+    model = draw(st.one_of(st.sampled_from(MODEL_IDS), HOSTILE_IDS))
+    path = route["path"].format(model_id=url_quote(model))
+    other = st.sampled_from(["GET", "POST", "PUT", "DELETE"])
+    method = draw(st.one_of(st.just(route["method"]), st.just(route["method"]), other))
+    req: dict[str, Any] = {"method": method, "url": path, "headers": {}}
+    if route["upload"]:
+        new = st.sampled_from(["new-model", "m.1", "m_2", "tiny", "Bad ID"])
+        model = draw(st.one_of(new, new, new, st.just(model)))
+        query = {"id": model, "filename": draw(st.one_of(st.just("x.pkl"), TEXT))[:300]}
+        keep = draw(st.sampled_from([["id"], ["id", "filename"], ["id", "filename"], []]))
+        path += "?" + "&".join(f"{k}={url_quote(query[k])}" for k in keep)
+        req["url"] = path
+        req["content"] = draw(CHECKPOINT_BODIES)
+        ctype = ["application/octet-stream", "", "multipart/form-data; boundary=x"]
+        req["headers"]["content-type"] = draw(st.sampled_from(ctype))
+    elif method == "POST":
+        named = shaped({"name": st.sampled_from(["tiny-ffhq", "e4e-tiny", "nope"])})
+        body = draw(st.one_of(st.builds(to_json, named), st.builds(to_json, named), BODY))
+        if body is not None:
+            req["content"] = (
+                body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+            )
+            req["headers"]["content-type"] = "application/json"
+    return req
+
+
+def test_fuzz_model_routes_on_a_server_that_installs(app_models: Path, tmp_path: Path) -> None:
+    import shutil
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    models = tmp_path / "models"
+    shutil.copytree(app_models / "tiny", models / "tiny")
+    shutil.copytree(app_models / "tiny-b", models / "tiny-b")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    class NotFound(SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, directory=str(empty), **kw)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_port}"
+    file = {"role": "checkpoint", "file": "x.pkl", "url": f"{base}/x.pkl", "size": 100}
+    registry = {
+        "entries": {
+            "tiny-ffhq": {"kind": "generator", "title": "t", "resolution": 32, "files": [file]},
+            "e4e-tiny": {
+                "kind": "directions",
+                "title": "d",
+                "applies_to": ["tiny"],
+                "files": [{**file, "role": "direction", "name": "e4e-x", "file": "d.pt"}],
+            },
+        }
+    }
+    (models / "registry.json").write_text(json.dumps(registry))
+    s = settings_for(models, tmp_path / "data", max_checkpoint_bytes=100_000).model_copy(
+        update={"allowed_hosts": ["127.0.0.1"]}
+    )
+    counts: Counter[str] = Counter()
+    try:
+        with TestClient(
+            create_app(s), base_url="http://127.0.0.1", raise_server_exceptions=False
+        ) as c:
+            assert c.get("/api/models").json()["can_install"]
+
+            @settings(FUZZ, max_examples=MODEL_CASES)
+            @given(req=model_request())
+            def run(req: dict[str, Any]) -> None:
+                r = c.request(**req)
+                counts[f"{req['method']} {r.status_code}"] += 1
+                check_reply(r.status_code, r.text, {k: str(v)[:200] for k, v in req.items()})
+
+            run()
+            print("model route cases:", dict(sorted(counts.items())))  # shown with pytest -s
+            for _ in range(600):  # the last install ends (a 404, a file that does not convert)
+                if c.get("/api/models").json()["install"] is None:
+                    break
+                time.sleep(0.05)
+            assert c.get("/api/models").json()["install"] is None
+            assert counts["POST 202"] > 0  # some installs and uploads did start
+            assert c.app.state.worker.alive and c.get("/healthz").status_code == 200
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    names = sorted(p.name for p in models.iterdir())
+    assert names == [".downloads", "registry.json", "tiny", "tiny-b"]  # nothing half-made
+    assert not any((models / ".downloads" / "uploads").iterdir())
 
 
 # ------------------------------------------------------------------------------------------

@@ -49,3 +49,9 @@ class Settings(BaseSettings):
     checkpoint_interval_s: float = 5.0  # a running inversion's latent is saved this often
     reconnect_grace_s: float = 60.0  # an inversion whose page went away runs on this long
     session_ttl_hours: float = 72.0  # sessions idle this long are deleted with their files
+
+    # The Models dialog (docs/fetch.md): installs from the page. Refused anyway on a server
+    # reachable beyond loopback without an auth_token (api/installs.py installs_refusal).
+    allow_installs: bool = True
+    registry: Path | None = None  # None: MODELS_DIR/registry.json, else the repository's
+    max_checkpoint_bytes: int = 2_000_000_000  # an uploaded checkpoint larger than this: 413

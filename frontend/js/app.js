@@ -8,6 +8,7 @@ import { el, say, select } from "./dom.js";
 import { EditPanel } from "./panels/edit.js";
 import { InputPanel } from "./panels/input.js";
 import { InversionPanel } from "./panels/inversion.js";
+import { ModelsPanel } from "./panels/models.js";
 import { PreviewView } from "./panels/preview.js";
 import { RegionPanel } from "./panels/region.js";
 import { RestorePanel } from "./panels/restore.js";
@@ -20,6 +21,7 @@ import { State } from "./state.js";
  * @typedef {import("./protocol.js").Hello} Hello
  * @typedef {import("./protocol.js").Done} Done
  * @typedef {import("./protocol.js").Frame} Frame
+ * @typedef {import("./protocol.js").ModelChoice} ModelChoice
  */
 
 /** @type {Record<string, string>} */
@@ -45,6 +47,10 @@ class Page {
     this.edit = new EditPanel(ctx, {
       region: () => this.region.region(),
       regionFollow: () => this.region.apply(),
+    });
+    this.models = new ModelsPanel(ctx, {
+      use: (id) => { this.switchModel(id).catch((err) => say(`Cannot switch model: ${err.message}`)); },
+      served: (models) => this.showModels(models),
     });
     this.state.subscribe(() => this.update());
     select("model-picker").addEventListener("change", (e) => {
@@ -122,6 +128,9 @@ class Page {
         localStorage.removeItem("stylelens.session");
         say("Your session has expired; reload the page to start a new one.");
         return;
+      case "install_progress": return this.models.progress(e);
+      case "install_done": return this.models.done(e);
+      case "install_failed": return this.models.failed(e);
       case "error":
         this.inversion.failed(e);
         say(ERROR_HINTS[e.code] ? `${ERROR_HINTS[e.code]} (${e.message})` : e.message);
@@ -136,10 +145,7 @@ class Page {
     const { state } = this;
     state.hello(e);
     el("model").textContent = `${e.model.name} · ${e.model.resolution}px · ${e.model.device}`;
-    const picker = select("model-picker");
-    picker.hidden = e.models.length < 2;
-    picker.replaceChildren(...e.models.map((m) => new Option(`${m.name} (${m.resolution}px)`, m.id)));
-    picker.value = e.model.id;
+    this.showModels(e.models);
     this.restore.setResolution(e.model.resolution);
     this.restore.setTasks(e.model.restore ?? []);
     this.region.setResolution(e.model.resolution);
@@ -149,6 +155,17 @@ class Page {
     this.edit.buildSliders();
     this.edit.invalidate();
     state.changed();
+  }
+
+  /** The model picker: every model served (``hello.models``, or after an install), the
+   * session's selected.
+   * @param {ModelChoice[]} models */
+  showModels(models) {
+    this.state.models = models;
+    const picker = select("model-picker");
+    picker.hidden = models.length < 2;
+    picker.replaceChildren(...models.map((m) => new Option(`${m.name} (${m.resolution}px)`, m.id)));
+    if (this.state.model) picker.value = this.state.model.id;
   }
 
   /** @param {Done} e */

@@ -46,7 +46,29 @@ const MIMES = { 1: "image/jpeg", 2: "image/png" };
  * @typedef {{type: "cancelled", job: string, step: number}} Cancelled
  * @typedef {{type: "error", code: string, message: string, job?: string | null}} ErrorEvent
  * @typedef {{type: "session_gone"}} SessionGone
- * @typedef {Hello | Queued | Started | Progress | Done | Cancelled | ErrorEvent | SessionGone} ServerEvent
+ *
+ * Installs (the Models dialog; sent to every page of the server, whichever started them):
+ * @typedef {{id: string, name: string, resolution: number, license: string, purpose: string,
+ *            description: string, served: boolean, directions: number}} InstalledModel
+ * @typedef {"upload" | "download" | "convert" | "load"} InstallStage
+ * @typedef {{type: "install_progress", name: string, source: "registry" | "file",
+ *            stage: InstallStage, bytes: number, total: number | null,
+ *            message: string}} InstallProgress
+ * @typedef {{type: "install_done", name: string, model: InstalledModel | null, loaded: boolean,
+ *            models: ModelChoice[], message: string}} InstallDone
+ * @typedef {{type: "install_failed", name: string, message: string, cancelled: boolean,
+ *            kept_bytes: number}} InstallFailed
+ * @typedef {Hello | Queued | Started | Progress | Done | Cancelled | ErrorEvent | SessionGone
+ *           | InstallProgress | InstallDone | InstallFailed} ServerEvent
+ *
+ * ``GET /api/models`` (HTTP, not an event):
+ * @typedef {{name: string, kind: string, title: string, license: string, purpose: string,
+ *            size: number, size_exact: boolean, installed: boolean,
+ *            needs: string[]}} RegistryChoice
+ * @typedef {{installed: InstalledModel[], registry: RegistryChoice[],
+ *            registry_error: string | null, install: InstallProgress | null,
+ *            can_install: boolean, refusal: string | null,
+ *            max_checkpoint_bytes: number}} ModelsInfo
  */
 
 /**

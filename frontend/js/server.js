@@ -46,3 +46,11 @@ export function postFile(path, file, name) {
   if (name) form.append("file", file, name); else form.append("file", file);
   return api(path, { method: "POST", body: form });
 }
+
+/** POST a file as the raw request body (streamed by the browser, not read into memory).
+ * @param {string} path @param {Blob} file */
+export const postRaw = (path, file) =>
+  api(path, { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: file });
+
+/** DELETE. @param {string} path */
+export const del = (path) => api(path, { method: "DELETE" });

@@ -23,6 +23,7 @@ from fastapi import (
     Depends,
     FastAPI,
     HTTPException,
+    Query,
     Request,
     UploadFile,
     WebSocket,
@@ -30,12 +31,13 @@ from fastapi import (
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from stylelens import __version__
 from stylelens.api import protocol as p
 from stylelens.api.hub import Connection, Hub
+from stylelens.api.installs import Installer, InstallRefused, ModelsInfo
 from stylelens.api.storage import Storage
 from stylelens.checkpoints.native import ModelCard, load_card, training_source
 from stylelens.data.framing import FFHQ, Framing
@@ -82,17 +84,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from stylelens.data.align import warm_up as warm_up_alignment
 
     await asyncio.to_thread(warm_up_alignment)  # the first upload need not load its models
+    installer = await asyncio.to_thread(
+        Installer, settings, worker=worker, storage=storage, broadcast=hub.broadcast
+    )
     app.state.storage, app.state.runtimes, app.state.hub, app.state.worker = (
         storage,
         runtimes,
         hub,
         worker,
     )
+    app.state.installer = installer
     janitor = asyncio.create_task(_expire_periodically(storage, settings.session_ttl_hours))
     try:
         yield
     finally:
         janitor.cancel()
+        await asyncio.to_thread(installer.stop)  # a download stops; its .part is kept
         await asyncio.to_thread(worker.stop)
         storage.close()
 
@@ -121,6 +128,11 @@ def get_runtimes(request: Request) -> Any:
     return request.app.state.runtimes
 
 
+def get_installer(request: Request) -> Installer:
+    installer: Installer = request.app.state.installer
+    return installer
+
+
 def _token_ok(settings: Settings, header: str | None, query: str | None) -> bool:
     if not settings.auth_token:
         return True
@@ -141,6 +153,7 @@ def require_token(request: Request) -> None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 RuntimesDep = Annotated[Any, Depends(get_runtimes)]
+InstallerDep = Annotated[Installer, Depends(get_installer)]
 
 
 def _session(storage: Storage, sid: str) -> str:
@@ -189,8 +202,9 @@ def photo_notice(card: ModelCard) -> str | None:
     return (
         f"{card.name or card.id} knows only SynthFaces, procedurally drawn faces: it cannot "
         "represent photographs, so a photo comes back as a drawn face that merely resembles "
-        "it. For photos, install the FFHQ weights with `stylelens fetch ffhq-256` (all "
-        "choices: `stylelens fetch --list`) and restart the server with "
+        "it. For photos, install ffhq-256 with the Models button at the top of the page and "
+        "choose it in the model list, or run `stylelens fetch ffhq-256` on the server (all "
+        "choices: `stylelens fetch --list`) and restart it with "
         "STYLELENS_DEFAULT_MODEL=ffhq-256."
     )
 
@@ -374,6 +388,86 @@ def model_choices(runtimes: Any) -> list[p.ModelChoice]:
     ]
 
 
+class InstallRequest(BaseModel):
+    """``POST /api/models/install``: a registry entry's name (``GET /api/models``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+UPLOAD_IDLE_S = 60.0  # a checkpoint upload that sends nothing for this long is dropped (408)
+
+
+def _refused(e: InstallRefused) -> HTTPException:
+    return HTTPException(e.status, str(e))
+
+
+def _size(n: int) -> str:
+    if n >= 10_000_000:
+        return f"{n / 1e6:.0f} MB"
+    return f"{n / 1e6:.1f} MB" if n >= 1_000_000 else f"{n / 1e3:.0f} kB"
+
+
+def too_large(size: int, limit: int) -> str:
+    return (
+        f"the checkpoint is {_size(size)}; this server takes at most {_size(limit)} "
+        "(STYLELENS_MAX_CHECKPOINT_BYTES)"
+    )
+
+
+async def receive_checkpoint(
+    request: Request,
+    path: Path,
+    installer: Installer,
+    *,
+    limit: int,
+    idle_s: float = UPLOAD_IDLE_S,
+) -> int:
+    """Stream the request body to ``path`` (never whole in memory); returns its size.
+
+    Raises:
+        UploadRejected: 408 nothing arrived for ``idle_s``, 413 over ``limit`` bytes, 415
+            not a checkpoint, 422 empty.
+    """
+    from stylelens.checkpoints.convert import sniff_format
+    from stylelens.errors import CheckpointError
+
+    received = 0
+    out = await asyncio.to_thread(path.open, "wb")
+    try:
+        chunks = request.stream().__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout(idle_s):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise UploadRejected(
+                    408, f"the upload stalled (nothing arrived for {idle_s:.0f} s); try again"
+                ) from None
+            if chunk:
+                received += len(chunk)
+                if received > limit:
+                    raise UploadRejected(413, too_large(received, limit))
+                await asyncio.to_thread(out.write, chunk)
+                installer.upload_progress(path, received)
+    finally:
+        await asyncio.to_thread(out.close)
+    if received == 0:
+        raise UploadRejected(422, "the upload is empty: send the checkpoint file as the body")
+    try:
+        await asyncio.to_thread(sniff_format, path)
+    except CheckpointError:
+        raise UploadRejected(
+            415,
+            "not a checkpoint StyleLens can convert: send an NVIDIA stylegan2-ada-pytorch "
+            ".pkl or a rosinality stylegan2-pytorch .pt",
+        ) from None
+    return received
+
+
 class CropBox(BaseModel):
     """A square of the original photo, in its (upright) pixel coordinates."""
 
@@ -491,6 +585,96 @@ def build_router(settings: Settings) -> APIRouter:
             return await asyncio.to_thread(process_mask, storage, sid, data, resolution=resolution)
         except UploadRejected as e:
             raise HTTPException(e.status, str(e)) from None
+
+    # the Models dialog (docs/fetch.md; the installs themselves: api/installs.py) ------------
+
+    @router.get("/models")
+    async def models(installer: InstallerDep) -> ModelsInfo:
+        """Installed models (their cards), the registry's entries, the install under way, and
+        whether this server installs from its pages at all (``can_install``, ``refusal``)."""
+        return await asyncio.to_thread(installer.info)
+
+    @router.post("/models/install", status_code=202)
+    async def install(body: InstallRequest, installer: InstallerDep) -> p.InstallProgress:
+        """Install a registry entry in the background; its progress and end come over every
+        websocket (``install_progress``, ``install_done``, ``install_failed``). 403 this server
+        refuses installs, 404 no such entry, 409 installed already or another install under
+        way."""
+        try:
+            return await asyncio.to_thread(installer.start_fetch, body.name)
+        except InstallRefused as e:
+            raise _refused(e) from None
+
+    @router.delete("/models/install")
+    def cancel_install(installer: InstallerDep) -> dict[str, str]:
+        """Stop the download under way (what it downloaded is kept: installing the entry
+        again resumes). 404 nothing is installing, 409 it is past its download."""
+        try:
+            return {"cancelled": installer.cancel()}
+        except InstallRefused as e:
+            raise _refused(e) from None
+
+    # No max_body_size here: the limit is checked as the body arrives, so that the 413 can say
+    # what the limit is (Starlette's own answers a bare "Content Too Large").
+    @router.post("/models/upload", status_code=202)
+    async def upload_checkpoint(
+        request: Request,
+        installer: InstallerDep,
+        cfg: SettingsDep,
+        model_id: Annotated[str, Query(alias="id", max_length=200)],
+        filename: Annotated[str, Query(max_length=1000)] = "",
+    ) -> p.InstallProgress:
+        """Install a checkpoint the user has (NVIDIA ``.pkl`` or rosinality ``.pt``) as model
+        ``id``: the request body is the file itself, streamed to disk (limit
+        ``STYLELENS_MAX_CHECKPOINT_BYTES``: 413). Converted in the background like an install
+        (events over the websocket). 403, 409 as for installs; 408 stalled, 415 not a
+        checkpoint, 422 a bad id or an empty body."""
+        length = request.headers.get("content-length", "")
+        size = int(length) if length.isdigit() else None
+        limit = cfg.max_checkpoint_bytes
+        try:
+            await asyncio.to_thread(installer.check_upload, model_id)
+        except InstallRefused as e:
+            raise _refused(e) from None
+        if request.headers.get("content-type", "").startswith("multipart/"):
+            raise HTTPException(
+                415,
+                "send the checkpoint as the request body itself "
+                "(Content-Type: application/octet-stream), not as a multipart form",
+            )
+        if size is not None and size > limit:
+            raise HTTPException(413, too_large(size, limit))
+        try:
+            path = await asyncio.to_thread(installer.reserve_upload, model_id, filename, size)
+        except InstallRefused as e:
+            raise _refused(e) from None
+        try:
+            await receive_checkpoint(request, path, installer, limit=limit)
+        except UploadRejected as e:
+            installer.abandon_upload(path, str(e))
+            raise HTTPException(e.status, str(e)) from None
+        except BaseException:  # the client went away (ClientDisconnect), the server stops, ...
+            installer.abandon_upload(path, "the upload was interrupted; nothing was installed")
+            raise
+        return installer.start_upload(path)
+
+    @router.post("/models/{model_id}/load")
+    async def load_model(model_id: str, installer: InstallerDep) -> dict[str, Any]:
+        """Serve an installed model that this server does not serve yet (loaded on the worker
+        thread, until the server stops); returns every model served. 403 as installs, 404 not
+        installed, 409 served already, 422 it cannot be loaded."""
+        from stylelens.errors import StyleLensError
+
+        try:
+            await asyncio.to_thread(installer.check_loadable, model_id)
+            future = installer.load(model_id)
+        except InstallRefused as e:
+            raise _refused(e) from None
+        try:
+            await asyncio.wrap_future(future)
+        except (StyleLensError, ValueError, OSError) as e:  # a broken model, not a bug of ours
+            raise HTTPException(422, f"{model_id} cannot be loaded: {e}") from None
+        return {"models": [m.model_dump() for m in installer.choices()]}
 
     @router.get("/sessions/{sid}/files/{iid}")
     def file(sid: str, iid: str, storage: StorageDep) -> FileResponse:

@@ -119,3 +119,16 @@ class Hub:
     def _deliver(self, session: str, item: ServerEvent | Frame) -> None:
         for conn in list(self._sessions.get(session, ())):
             conn.push(item)
+
+    def broadcast(self, event: ServerEvent) -> None:
+        """Thread-safe: deliver to every socket of every session (an install's progress: the
+        models directory is the whole server's, whichever page started it)."""
+        if self.loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is shutting down
+            self.loop.call_soon_threadsafe(self._deliver_all, event)
+
+    def _deliver_all(self, event: ServerEvent) -> None:
+        for conns in list(self._sessions.values()):
+            for conn in list(conns):
+                conn.push(event)

@@ -443,7 +443,68 @@ class Error(_Msg):
     job: str | None = None
 
 
-ServerEvent = Hello | Queued | Started | Progress | Done | Cancelled | Error
+# ---------------------------------------------------------------------------------------------
+# Installs (the Models dialog): sent to every socket of the server, whichever page started them
+
+InstallSource = Literal["registry", "file"]
+# upload: a checkpoint arriving from a page, download: the registry's files arriving (both
+# ``bytes`` of ``total``); convert: converting, SeFa, directions; load: the new model is being
+# loaded into this server (on the worker thread).
+InstallStage = Literal["upload", "download", "convert", "load"]
+
+
+class InstalledModel(_Msg):
+    """A generator model of the models directory (from its card), as the Models dialog lists it."""
+
+    id: str
+    name: str
+    resolution: int
+    license: str = ""
+    purpose: str  # one line: what it is good for ("photographs (FFHQ)", "SynthFaces drawings")
+    description: str = ""
+    served: bool  # loaded by this server: in ``hello.models``, a new session can use it
+    directions: int = 0
+
+
+class InstallProgress(_Msg):
+    type: Literal["install_progress"] = "install_progress"
+    name: str  # the registry entry, or the id a checkpoint upload is installed as
+    source: InstallSource
+    stage: InstallStage
+    bytes: int = 0  # downloaded so far (all of the entry's files)
+    total: int | None = None  # bytes to download; None when unknown
+    message: str = ""  # what is happening, for people
+
+
+class InstallDone(_Msg):
+    type: Literal["install_done"] = "install_done"
+    name: str
+    model: InstalledModel | None = None  # None: not a generator (LPIPS weights, directions)
+    loaded: bool = False  # this server serves it now (pick it in the model list)
+    models: list[ModelChoice]  # every model served now (hello.models as it would be)
+    message: str  # what was installed and what to do next (a restart, when it is needed)
+
+
+class InstallFailed(_Msg):
+    type: Literal["install_failed"] = "install_failed"
+    name: str
+    message: str  # why, and what to do
+    cancelled: bool = False  # stopped by a ``DELETE /api/models/install``
+    kept_bytes: int = 0  # downloaded bytes kept on disk: installing it again resumes there
+
+
+ServerEvent = (
+    Hello
+    | Queued
+    | Started
+    | Progress
+    | Done
+    | Cancelled
+    | Error
+    | InstallProgress
+    | InstallDone
+    | InstallFailed
+)
 TERMINAL = (Done, Cancelled, Error)
 
 

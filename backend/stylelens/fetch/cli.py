@@ -10,9 +10,6 @@ from typing import Any
 from stylelens.cli_args import Commands, add_models_dir
 from stylelens.settings import Settings
 
-# The registry that ships with the repository, for a models dir that has none of its own.
-REPO_REGISTRY = Path(__file__).resolve().parents[3] / "models" / "registry.json"
-
 
 def register(commands: Commands, settings: Settings) -> None:
     p = commands.add(
@@ -74,13 +71,6 @@ def register(commands: Commands, settings: Settings) -> None:
     p.set_defaults(func=cmd_fetch)
 
 
-def _registry_path(args: argparse.Namespace) -> Path:
-    if args.registry is not None:
-        return Path(args.registry)
-    own = Path(args.models_dir) / "registry.json"
-    return own if own.is_file() else REPO_REGISTRY
-
-
 def _local_files(entry: Any, paths: list[Path]) -> dict[str, Path]:
     from stylelens.fetch.registry import FetchError
 
@@ -101,9 +91,12 @@ def _local_files(entry: Any, paths: list[Path]) -> dict[str, Path]:
 
 def cmd_fetch(args: argparse.Namespace) -> None:
     from stylelens.fetch import DownloadConfig, FetchError, FetchOptions, fetch, load_registry
+    from stylelens.fetch.registry import registry_for
     from stylelens.networks.preview import FitConfig
 
-    registry = load_registry(_registry_path(args))
+    registry = load_registry(
+        registry_for(Path(args.models_dir), Path(args.registry) if args.registry else None)
+    )
     if args.list or args.name is None:
         if args.name is None and not args.list:
             print("give a NAME to fetch; the registry has:", file=sys.stderr)

@@ -15,6 +15,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,9 @@ class DownloadConfig:
     backoff_s: float = 1.0  # wait before retry k: backoff_s * 2**k
     timeout_s: float = 60.0  # per socket operation
     progress: bool = True
+    # Called with (file, bytes on disk, the file's full size or None) as blocks arrive: the
+    # web app's progress bar. It may raise to stop the download; the .part stays, to resume.
+    on_progress: Callable[[str, int, int | None], None] | None = None
 
 
 class _Retry(Exception):
@@ -165,7 +169,10 @@ def _stream(
         disable=not config.progress,
         leave=False,
     )
+    report = config.on_progress
     with part.open("ab" if have else "wb") as out, bar:
+        if report is not None:
+            report(remote.file, have, total)
         while True:
             try:
                 block = response.read(CHUNK)
@@ -182,6 +189,8 @@ def _stream(
                     f"{remote.file}: the server sent more than the expected {limit} bytes; "
                     f"{remote.url} is not the file the registry describes"
                 )
+            if report is not None:
+                report(remote.file, out.tell(), total)
     size = part.stat().st_size
     if total is not None and size < total:
         raise _Retry(f"connection closed at {size} of {total} bytes")

@@ -157,6 +157,50 @@ def _install_generator(
     return target
 
 
+def install_checkpoint(
+    src: Path, model_id: str, options: FetchOptions, log: Log = print, *, origin: str = "file"
+) -> Path:
+    """Convert a checkpoint the user already has (NVIDIA ``.pkl`` or rosinality ``.pt``) into
+    ``models_dir/model_id`` as ``fetch`` installs a generator: converted with the safe readers
+    in the staging area, SeFa directions added, then moved into place. ``src`` is left alone.
+
+    Raises:
+        FetchError: a bad id, an installed model of that id, or a file that is not a
+            StyleGAN2 checkpoint StyleLens can convert.
+    """
+    from stylelens.checkpoints.convert import convert_checkpoint
+    from stylelens.checkpoints.native import is_valid_model_id
+
+    if not is_valid_model_id(model_id):
+        raise FetchError(
+            f"{model_id!r} is not a valid model id: use lowercase letters, digits, '.', '_' "
+            "and '-', starting with a letter or digit (at most 64)"
+        )
+    target = options.models_dir / model_id
+    if target.exists() and not options.overwrite:
+        raise FetchError(f"a model called {model_id} is already installed; choose another id")
+    stage = _staging(options, model_id)
+    log(f"converting {src.name}")
+    try:
+        card = convert_checkpoint(src, model_id=model_id, models_dir=stage)
+    except CheckpointError as exc:
+        shutil.rmtree(stage / model_id, ignore_errors=True)
+        raise FetchError(
+            f"{src.name} is not a StyleGAN2 checkpoint StyleLens can convert: {exc}"
+        ) from None
+    staged = stage / model_id
+    extra = dict(card.model_extra or {})
+    extra["installed"] = {"from": origin, "file": src.name, "at": now_iso()}
+    save_card(staged, card.model_copy(update=extra))
+    G = _load(staged, options)
+    _add_sefa(G, staged, options, log)
+    if options.preview_heads is not None:
+        _fit_heads(G, staged, options, log)
+    _commit(staged, target)
+    log(f"installed {model_id} in {target}")
+    return target
+
+
 def _load(model_dir: Path, options: FetchOptions) -> Generator:
     from stylelens.checkpoints.native import load_generator
     from stylelens.networks.runtime import resolve_device

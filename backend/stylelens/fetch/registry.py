@@ -106,6 +106,19 @@ def default_registry_path(models_dir: Path) -> Path:
     return models_dir / REGISTRY_FILE
 
 
+# The registry that ships with the repository, for a models dir that has none of its own.
+REPO_REGISTRY = Path(__file__).resolve().parents[3] / "models" / REGISTRY_FILE
+
+
+def registry_for(models_dir: Path, given: Path | None = None) -> Path:
+    """The registry file to read: ``given``, else ``models_dir/registry.json``, else the
+    repository's (as ``stylelens fetch`` chooses)."""
+    if given is not None:
+        return given
+    own = default_registry_path(models_dir)
+    return own if own.is_file() else REPO_REGISTRY
+
+
 def load_registry(path: Path) -> Registry:
     """Parse and check a registry file. Raises FetchError."""
     try:

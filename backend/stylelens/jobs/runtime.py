@@ -1,7 +1,7 @@
 """What the worker does with the model: renders, inversion steps and commits.
 
 A :class:`ModelRuntime` owns the generator, its preview heads, directions and perceptual loss
-on one device. Only the worker thread calls its methods (conventions 14); they take request
+on one device. Only the worker thread calls its methods; they take request
 values and return result values, and raise :class:`~stylelens.errors.StyleLensError` for
 anything the user asked that cannot be done.
 """
@@ -179,6 +179,16 @@ class ModelRuntime:
                 learned=self.learned,
             )
             engine.step(engine.start(target, config))
+
+    def reload_directions(self) -> list[str]:
+        """Read the model's directions again (added by an install while the server runs;
+        worker thread). The dict is replaced whole, so a reader on another thread sees the old
+        set or the new one. Returns their names."""
+        from stylelens.directions.store import load_directions
+
+        found = [d for d in load_directions(self.model_dir) if d.vector.shape[-1] == self.G.w_dim]
+        self.directions = {d.name: d for d in found}
+        return list(self.directions)
 
     # descriptions ---------------------------------------------------------------------------
 
@@ -519,6 +529,12 @@ class Runtimes:
     def load(cls, settings: Settings, storage: Storage) -> Runtimes:
         ids = list(dict.fromkeys([settings.default_model, *settings.serve_models]))
         return cls([ModelRuntime.load(settings, storage, i) for i in ids], storage)
+
+    def add(self, runtime: ModelRuntime) -> None:
+        """Serve one more model (installed while the server runs; call on the worker thread,
+        which loaded it). The dict is replaced, not changed in place: other threads iterating
+        the old one (``hello.models``, a new session's check) see it whole, before or after."""
+        self.by_id = {**self.by_id, runtime.model_id: runtime}
 
     def for_session(self, session: str) -> ModelRuntime:
         model = self.storage.session_model(session)

@@ -1,4 +1,4 @@
-"""One worker thread per device: the only place the model runs (conventions 14).
+"""One worker thread per device: the only place the model runs.
 
 Scheduling: round robin over sessions. Every session with waiting jobs stands in one ring;
 each turn takes one job of the session at the front and sends that session to the back, so with
@@ -36,7 +36,9 @@ The worker's thread is the only thread that runs the model, loading and warm-up 
 (pass a loader instead of loaded :class:`Runtimes`): PyTorch's OpenMP thread pool belongs to
 the thread that first runs parallel work, and a second thread running the model gets a second
 pool competing for the same cores (measured on a 2-core CPU: an inversion step took 1.5x as
-long in a thread other than the one that loaded and warmed up the model).
+long in a thread other than the one that loaded and warmed up the model). A model installed
+while the server runs is loaded the same way: :meth:`Worker.call` runs a function on this
+thread between two jobs.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -75,6 +77,7 @@ from stylelens.jobs.runtime import Image8, Inversion, JobError, Runtimes
 log = logging.getLogger("stylelens.worker")
 
 Emit = Callable[[str, "ServerEvent | Frame"], None]
+T = TypeVar("T")
 
 
 class Busy(StyleLensError):
@@ -96,6 +99,14 @@ class Job:
     last_progress: float = 0.0
     last_frame: float = 0.0
     submitted: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(eq=False)
+class Call:
+    """A function to run on the worker thread between two jobs (:meth:`Worker.call`)."""
+
+    fn: Callable[[], Any]
+    future: Future[Any] = field(default_factory=Future)
 
 
 @dataclass(eq=False)
@@ -157,6 +168,7 @@ class Worker:
         # its queue empties (also while its only job, an inversion step, runs) and comes back
         # at the end.
         self._sessions: OrderedDict[str, SessionQueue] = OrderedDict()
+        self._calls: deque[Call] = deque()  # run before the next job, in order
         self._running: Job | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="stylelens-worker", daemon=True)
@@ -183,6 +195,20 @@ class Worker:
 
     def _pending(self) -> int:
         return sum(len(q) for q in self._sessions.values())
+
+    def call(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on the worker thread before the next job; its result (or exception) comes
+        in the returned future. For what must touch the models on the one thread that runs
+        them, e.g. loading a model installed while the server runs. A stopping worker fails
+        the future with StyleLensError."""
+        call = Call(fn)
+        with self._cond:
+            if self._stopping or not self._thread.is_alive():
+                call.future.set_exception(StyleLensError("the server is stopping"))
+            else:
+                self._calls.append(call)
+                self._cond.notify()
+        return call.future
 
     def submit_render(self, session: str, params: EditParams) -> str:
         job = self._new(session, "render", params)
@@ -338,9 +364,11 @@ class Worker:
 
     # the worker thread ---------------------------------------------------------------------
 
-    def _next(self) -> Job | None:
+    def _next(self) -> Job | Call | None:
         with self._cond:
             while not self._stopping:
+                if self._calls:
+                    return self._calls.popleft()
                 self._abandon_detached()
                 if self._sessions:
                     session, q = next(iter(self._sessions.items()))
@@ -384,6 +412,9 @@ class Worker:
                 return
             self.ready.set_result(self.runtimes)
         while (job := self._next()) is not None:
+            if isinstance(job, Call):
+                self._call(job)
+                continue
             requeue, failed = False, True
             try:
                 requeue = self._run(job)
@@ -424,6 +455,19 @@ class Worker:
                     else:
                         self._requeue(job)
         self._keep_unfinished()
+        with self._cond:
+            calls, self._calls = list(self._calls), deque()
+        for call in calls:
+            call.future.set_exception(StyleLensError("the server is stopping"))
+
+    def _call(self, call: Call) -> None:
+        if not call.future.set_running_or_notify_cancel():
+            return
+        try:
+            call.future.set_result(call.fn())
+        except Exception as e:
+            log.exception("a call on the worker thread failed")
+            call.future.set_exception(e)
 
     def _keep_unfinished(self) -> None:
         """On stop (worker thread): every inversion still under way keeps a fresh checkpoint,
