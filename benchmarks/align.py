@@ -42,7 +42,6 @@ from PIL import Image, ImageDraw
 from skimage import data
 
 from stylelens.api.app import process_upload
-from stylelens.api.storage import Storage
 from stylelens.checkpoints.native import load_card
 from stylelens.data.align import FaceLandmarker, align_face, ffhq_quad, find_landmarks, warp_quad
 from stylelens.data.framing import FFHQ, Framing
@@ -51,6 +50,7 @@ from stylelens.data.synthfaces import render_face, sample_params
 from stylelens.data.synthfaces.draw import landmarks
 from stylelens.evaluation.eval_model import HELD_OUT_FIRST_SEED
 from stylelens.render import to_uint8, z_from_seed
+from stylelens.sessions.storage import Storage
 
 ALIGN_DOC = ROOT / "docs" / "alignment.md"
 MODEL = "synthfaces-256"

@@ -43,8 +43,8 @@ import websockets
 from common import ROOT, machine, write_docs
 from PIL import Image
 
-from stylelens.api.protocol import Frame
 from stylelens.data.synthfaces import render_face
+from stylelens.sessions.protocol import Frame
 
 
 def face_png(seed: int) -> bytes:

@@ -36,7 +36,7 @@ import httpx
 from app import Session, face_png, pct, serve, wait_up
 from common import machine, write_docs
 
-from stylelens.api.protocol import Frame
+from stylelens.sessions.protocol import Frame
 
 TIMEOUT_S = 60.0  # a request unanswered this long counts as a timeout
 

@@ -265,7 +265,7 @@ async def app_sliders(moves: int, gap_s: float) -> dict[str, float]:
     import httpx
     from app import Session, pct, serve, wait_up
 
-    from stylelens.api.protocol import Frame
+    from stylelens.sessions.protocol import Frame
 
     with serve(None) as (url, _):
         async with httpx.AsyncClient(base_url=url, timeout=120) as http:

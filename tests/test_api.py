@@ -20,8 +20,8 @@ from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
 from stylelens.api.app import create_app
-from stylelens.api.protocol import FRAME_HEADER, Frame, parse_client_message
 from stylelens.latents import load_latent
+from stylelens.sessions.protocol import FRAME_HEADER, Frame, parse_client_message
 from stylelens.settings import Settings
 
 

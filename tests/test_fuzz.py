@@ -39,7 +39,7 @@ from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
 from stylelens.api.app import create_app
-from stylelens.api.protocol import (
+from stylelens.sessions.protocol import (
     ClientMessage,
     Frame,
     ServerEvent,

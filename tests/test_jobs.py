@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from stylelens.api.app import process_upload
-from stylelens.api.protocol import Done, EditParams, Error, Frame, Progress
-from stylelens.api.storage import Storage
 from stylelens.jobs.runtime import ModelRuntime, Runtimes
 from stylelens.jobs.worker import Busy, Worker
+from stylelens.sessions.protocol import Done, EditParams, Error, Frame, Progress
+from stylelens.sessions.storage import Storage
 from tests.test_api import png_bytes, settings_for
 
 

@@ -59,3 +59,34 @@ def test_every_route_of_the_app_is_in_the_protocol_doc():
     documented = [r for r in sorted(routes) if f" {r}`" in doc or f"`{r}`" in doc]
     assert documented == sorted(routes), sorted(routes - set(documented))
     assert "`/api/ws" in doc and "/healthz" in doc
+
+
+# Layers that must not import upward: package -> the packages it may never import.
+FORBIDDEN_IMPORTS = {
+    "sessions": ("api", "jobs"),
+    "jobs": ("api",),
+    "checkpoints": ("api", "jobs", "training", "evaluation"),
+    "networks": ("api", "jobs", "data", "training", "evaluation", "checkpoints"),
+}
+
+
+def test_the_layers_do_not_import_upward():
+    import ast
+
+    package = ROOT / "backend" / "stylelens"
+    broken = []
+    for low, high in FORBIDDEN_IMPORTS.items():
+        for path in sorted((package / low).rglob("*.py")):
+            if path.name == "cli.py":  # a command registers itself; it is the top, not a layer
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                for name in names:
+                    parts = name.split(".")
+                    if parts[0] == "stylelens" and len(parts) > 1 and parts[1] in high:
+                        broken.append(f"{path.relative_to(package)} imports {name}")
+    assert not broken, broken

@@ -1,7 +1,7 @@
 """The web app: ``create_app()`` builds it, ``lifespan`` loads the model and starts the worker.
 
 Routes are thin: they check input, call the storage or the worker, and map domain errors to
-HTTP status codes. The websocket protocol is in :mod:`stylelens.api.protocol`.
+HTTP status codes. The websocket protocol is in :mod:`stylelens.sessions.protocol`.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from stylelens import __version__
-from stylelens.api import protocol as p
 from stylelens.api.hub import Connection, Hub
 from stylelens.api.installs import Installer, InstallRefused, ModelsInfo
-from stylelens.api.storage import Storage
 from stylelens.checkpoints.native import ModelCard, load_card, training_source
 from stylelens.data.framing import FFHQ, Framing
+from stylelens.sessions import protocol as p
+from stylelens.sessions.storage import Storage
+from stylelens.sessions.urls import file_url
 from stylelens.settings import Settings
 
 log = logging.getLogger("stylelens.api")
@@ -167,15 +168,15 @@ def session_info(storage: Storage, sid: str) -> p.SessionInfo:
     results = [
         {
             "id": it.id,
-            "url": f"/api/sessions/{sid}/files/{it.id}",
-            "latent_url": f"/api/sessions/{sid}/files/{it.meta.get('latent', '')}",
+            "url": file_url(sid, it.id),
+            "latent_url": file_url(sid, it.meta.get("latent", "")),
         }
         for it in storage.items(sid, "result")
     ]
     return p.SessionInfo(
         id=sid,
         upload=upload,
-        upload_url=f"/api/sessions/{sid}/files/{upload}" if upload else None,
+        upload_url=file_url(sid, upload) if upload else None,
         latent=latent,
         results=results,
     )
@@ -296,8 +297,8 @@ def process_upload(
     storage.set_current(sid, upload=cid)
     return {
         "upload": cid,
-        "crop_url": f"/api/sessions/{sid}/files/{cid}",
-        "original_url": f"/api/sessions/{sid}/files/{uid}",
+        "crop_url": file_url(sid, cid),
+        "original_url": file_url(sid, uid),
         "width": photo.width,
         "height": photo.height,
         "aligned": aligned,
@@ -343,7 +344,7 @@ def process_mask(storage: Storage, sid: str, data: bytes, *, resolution: int) ->
     storage.add(sid, mid, path, kind="mask", mime="image/png", meta={"hole": fraction})
     return {
         "mask": mid,
-        "mask_url": f"/api/sessions/{sid}/files/{mid}",
+        "mask_url": file_url(sid, mid),
         "hole_fraction": round(fraction, 4),
         "notes": list(mask.notes),
     }
@@ -374,7 +375,7 @@ def recrop_upload(
     meta = {"upload": original.id, "aligned": False, "manual": [box.left, box.top, box.size]}
     storage.add(sid, cid, cpath, kind="crop", mime="image/png", meta=meta)
     storage.set_current(sid, upload=cid)
-    return {"upload": cid, "crop_url": f"/api/sessions/{sid}/files/{cid}"}
+    return {"upload": cid, "crop_url": file_url(sid, cid)}
 
 
 class NewSession(BaseModel):
@@ -705,7 +706,7 @@ def interrupted_inversion(storage: Storage, sid: str) -> p.Interrupted | None:
         total=c.total,
         upload=c.upload,
         latent=c.latent,
-        latent_url=f"/api/sessions/{sid}/files/{c.latent}",
+        latent_url=file_url(sid, c.latent),
         reason="restart" if c.status == "restart" else "disconnected",
     )
 

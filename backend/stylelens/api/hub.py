@@ -17,7 +17,7 @@ from collections import deque
 
 from fastapi import WebSocket
 
-from stylelens.api.protocol import TERMINAL, Frame, ServerEvent, event_json
+from stylelens.sessions.protocol import TERMINAL, Frame, ServerEvent, event_json
 
 log = logging.getLogger("stylelens.hub")
 MAX_EVENTS = 256

@@ -44,16 +44,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from stylelens.api.protocol import (
-    InstallDone,
-    InstalledModel,
-    InstallFailed,
-    InstallProgress,
-    InstallSource,
-    InstallStage,
-    ModelChoice,
-    ServerEvent,
-)
 from stylelens.checkpoints.native import (
     CARD_FILE,
     ModelCard,
@@ -63,6 +53,16 @@ from stylelens.checkpoints.native import (
     training_source,
 )
 from stylelens.fetch.registry import Entry, FetchError, Registry, load_registry, registry_for
+from stylelens.sessions.protocol import (
+    InstallDone,
+    InstalledModel,
+    InstallFailed,
+    InstallProgress,
+    InstallSource,
+    InstallStage,
+    ModelChoice,
+    ServerEvent,
+)
 from stylelens.settings import Settings
 
 log = logging.getLogger("stylelens.installs")

@@ -16,8 +16,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylelens.api.protocol import Region
-from stylelens.api.storage import Storage
 from stylelens.editing.local import (
     OriginalRun,
     check_blend_res,
@@ -32,6 +30,9 @@ from stylelens.latents import Latent
 from stylelens.masks import MaskError, read_mask
 from stylelens.networks.stylegan2 import Generator
 from stylelens.render import to_uint8
+from stylelens.sessions.protocol import Region
+from stylelens.sessions.storage import Storage
+from stylelens.sessions.urls import file_url
 
 
 @dataclass(frozen=True)
@@ -132,4 +133,4 @@ class SessionRegions:
         self.storage.add(
             session, mid, path, kind="mask", mime="image/png", meta={"preset": name, "hole": area}
         )
-        return FoundRegion(mid, f"/api/sessions/{session}/files/{mid}", round(area, 4))
+        return FoundRegion(mid, file_url(session, mid), round(area, 4))

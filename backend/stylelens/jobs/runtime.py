@@ -17,8 +17,6 @@ from typing import Any
 import torch
 from PIL import Image
 
-from stylelens.api.protocol import DirectionInfo, EditParams, InitKind, ModelInfo, RestoreParams
-from stylelens.api.storage import Checkpoint, Storage
 from stylelens.directions.core import Direction
 from stylelens.directions.edit import apply_directions, style_mix, truncate_toward
 from stylelens.errors import StyleLensError
@@ -30,6 +28,15 @@ from stylelens.losses.perceptual import PerceptualLoss
 from stylelens.networks.preview import PreviewHeads
 from stylelens.networks.stylegan2 import Generator
 from stylelens.render import to_uint8, z_from_seed
+from stylelens.sessions.protocol import (
+    DirectionInfo,
+    EditParams,
+    InitKind,
+    ModelInfo,
+    RestoreParams,
+)
+from stylelens.sessions.storage import Checkpoint, Storage
+from stylelens.sessions.urls import file_url
 from stylelens.settings import Settings
 
 
@@ -71,10 +78,6 @@ class Saved:
     latent_url: str
     result_url: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-def file_url(session: str, item: str) -> str:
-    return f"/api/sessions/{session}/files/{item}"
 
 
 class ModelRuntime:

@@ -56,7 +56,9 @@ from typing import Any, TypeVar
 
 import torch
 
-from stylelens.api.protocol import (
+from stylelens.errors import StyleLensError
+from stylelens.jobs.runtime import Image8, Inversion, JobError, Runtimes
+from stylelens.sessions.protocol import (
     Cancelled,
     Commit,
     Done,
@@ -71,8 +73,6 @@ from stylelens.api.protocol import (
     ServerEvent,
     Started,
 )
-from stylelens.errors import StyleLensError
-from stylelens.jobs.runtime import Image8, Inversion, JobError, Runtimes
 
 log = logging.getLogger("stylelens.worker")
 
