@@ -40,6 +40,7 @@ from stylelens.api.installs import Installer, InstallRefused, ModelsInfo
 from stylelens.checkpoints.native import ModelCard, load_card, training_source
 from stylelens.data.framing import FFHQ, Framing
 from stylelens.sessions import protocol as p
+from stylelens.sessions.backend import Backend, ServedModels
 from stylelens.sessions.storage import Storage
 from stylelens.sessions.urls import file_url
 from stylelens.settings import Settings
@@ -80,8 +81,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         checkpoint_interval_s=settings.checkpoint_interval_s,
         reconnect_grace_s=settings.reconnect_grace_s,
     )
-    worker.start()
-    runtimes = await asyncio.wrap_future(worker.ready)
+    backend: Backend = worker  # what the routes and the websocket see (sessions/backend.py)
+    backend.start()
+    runtimes: ServedModels = await asyncio.wrap_future(backend.ready)
     from stylelens.data.align import warm_up as warm_up_alignment
 
     await asyncio.to_thread(warm_up_alignment)  # the first upload need not load its models
@@ -125,8 +127,9 @@ def get_storage(request: Request) -> Storage:
     return storage
 
 
-def get_runtimes(request: Request) -> Any:
-    return request.app.state.runtimes
+def get_runtimes(request: Request) -> ServedModels:
+    runtimes: ServedModels = request.app.state.runtimes
+    return runtimes
 
 
 def get_installer(request: Request) -> Installer:
@@ -153,7 +156,7 @@ def require_token(request: Request) -> None:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
-RuntimesDep = Annotated[Any, Depends(get_runtimes)]
+RuntimesDep = Annotated[ServedModels, Depends(get_runtimes)]
 InstallerDep = Annotated[Installer, Depends(get_installer)]
 
 
@@ -382,9 +385,9 @@ class NewSession(BaseModel):
     model: str | None = None
 
 
-def model_choices(runtimes: Any) -> list[p.ModelChoice]:
+def model_choices(runtimes: ServedModels) -> list[p.ModelChoice]:
     return [
-        p.ModelChoice(id=rt.model_id, name=rt.model_name, resolution=rt.G.img_resolution)
+        p.ModelChoice(id=rt.model_id, name=rt.model_name, resolution=rt.resolution)
         for rt in runtimes.by_id.values()
     ]
 
@@ -543,7 +546,7 @@ def build_router(settings: Settings) -> APIRouter:
                 storage,
                 sid,
                 data,
-                resolution=runtimes.for_session(sid).G.img_resolution,
+                resolution=runtimes.for_session(sid).resolution,
                 max_pixels=cfg.max_pixels,
                 framing=card.framing,
                 notice=photo_notice(card),
@@ -567,7 +570,7 @@ def build_router(settings: Settings) -> APIRouter:
                 sid,
                 crop_id,
                 box,
-                resolution=runtimes.for_session(sid).G.img_resolution,
+                resolution=runtimes.for_session(sid).resolution,
             )
         except UploadRejected as e:
             raise HTTPException(e.status, str(e)) from None
@@ -581,7 +584,7 @@ def build_router(settings: Settings) -> APIRouter:
         binary; used by inpainting (``restore.mask``) and local edits (``region.mask``)."""
         _session(storage, sid)
         data = await file.read()
-        resolution = runtimes.for_session(sid).G.img_resolution
+        resolution = runtimes.for_session(sid).resolution
         try:
             return await asyncio.to_thread(process_mask, storage, sid, data, resolution=resolution)
         except UploadRejected as e:
@@ -729,8 +732,8 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     settings: Settings = app.state.settings
     storage: Storage = app.state.storage
     hub: Hub = app.state.hub
-    worker = app.state.worker
-    runtimes = app.state.runtimes
+    worker: Backend = app.state.worker
+    runtimes: ServedModels = app.state.runtimes
     sid = ws.query_params.get("session", "")
     refusal = None
     if not _token_ok(settings, ws.headers.get("authorization"), ws.query_params.get("token")):
@@ -800,7 +803,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             runtimes.forget(sid)  # its latent is read from disk again if it comes back
 
 
-def handle_message(conn: Connection, msg: Any, worker: Any, settings: Settings) -> None:
+def handle_message(conn: Connection, msg: Any, worker: Backend, settings: Settings) -> None:
     """Turn one client message into worker jobs; problems become error events."""
     from stylelens.jobs.worker import Busy
 
@@ -848,7 +851,7 @@ def handle_message(conn: Connection, msg: Any, worker: Any, settings: Settings) 
         conn.push(p.Error(code="busy", message=str(e)))
 
 
-def _sliders(worker: Any, sid: str) -> dict[str, tuple[float, float]]:
+def _sliders(worker: Backend, sid: str) -> dict[str, tuple[float, float]]:
     return {d.name: d.slider for d in worker.runtimes.for_session(sid).direction_infos()}
 
 

@@ -195,6 +195,11 @@ class ModelRuntime:
 
     # descriptions ---------------------------------------------------------------------------
 
+    @property
+    def resolution(self) -> int:
+        """The model's output resolution (px)."""
+        return self.G.img_resolution
+
     def model_info(self) -> ModelInfo:
         engines = available_engines(self.heads, self.learned)
         return ModelInfo(
