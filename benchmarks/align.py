@@ -41,7 +41,7 @@ from common import DOC, ROOT, machine, write_docs
 from PIL import Image, ImageDraw
 from skimage import data
 
-from stylelens.api.app import process_upload
+from stylelens.api.uploads import process_upload
 from stylelens.checkpoints.native import load_card
 from stylelens.data.align import FaceLandmarker, align_face, ffhq_quad, find_landmarks, warp_quad
 from stylelens.data.framing import FFHQ, Framing

@@ -20,7 +20,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image, JpegImagePlugin
 
-import stylelens.api.app as app_module
+import stylelens.api.routes as routes_module
 from stylelens.api.app import create_app
 from stylelens.data.images import (
     InvalidImage,
@@ -252,7 +252,7 @@ def test_at_most_two_uploads_decode_at_once_and_a_long_wait_is_503(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = app_module.process_upload
+    real = routes_module.process_upload
     lock, gate = threading.Lock(), threading.Event()
     running = [0, 0]  # now, most at once
 
@@ -267,8 +267,8 @@ def test_at_most_two_uploads_decode_at_once_and_a_long_wait_is_503(
             with lock:
                 running[0] -= 1
 
-    monkeypatch.setattr(app_module, "process_upload", gated)
-    monkeypatch.setattr(app_module, "UPLOAD_WAIT_S", 0.3)
+    monkeypatch.setattr(routes_module, "process_upload", gated)
+    monkeypatch.setattr(routes_module, "UPLOAD_WAIT_S", 0.3)
     with TestClient(create_app(settings_for(app_models, tmp_path / "d"))) as c:
         sid = new_session(c)
         with ThreadPoolExecutor(4) as pool:
@@ -279,7 +279,7 @@ def test_at_most_two_uploads_decode_at_once_and_a_long_wait_is_503(
             late = upload(c, sid)  # both slots are taken for longer than it may wait
             assert late.status_code == 503 and late.headers["retry-after"] == "5"
             assert "busy" in late.json()["detail"]
-            monkeypatch.setattr(app_module, "UPLOAD_WAIT_S", 30.0)
+            monkeypatch.setattr(routes_module, "UPLOAD_WAIT_S", 30.0)
             more = [pool.submit(upload, c, sid) for _ in range(2)]
             time.sleep(0.3)  # they wait for a slot
             gate.set()

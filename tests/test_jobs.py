@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from stylelens.api.app import process_upload
+from stylelens.api.uploads import process_upload
 from stylelens.jobs.runtime import ModelRuntime, Runtimes
 from stylelens.jobs.worker import Busy, Worker
 from stylelens.sessions.protocol import Done, EditParams, Error, Frame, Progress

@@ -50,7 +50,7 @@ def test_the_readme_layout_names_every_module_and_benchmark():
 
 
 def test_every_route_of_the_app_is_in_the_protocol_doc():
-    from stylelens.api.app import build_router
+    from stylelens.api.routes import build_router
     from stylelens.settings import Settings
 
     doc = (ROOT / "docs" / "protocol.md").read_text()

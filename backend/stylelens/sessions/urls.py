@@ -1,5 +1,5 @@
 """Where a session's files are served: the one place the URL pattern is written (the route
-that serves them is ``GET /api/sessions/{sid}/files/{iid}`` in ``api/app.py``)."""
+that serves them is ``GET /api/sessions/{sid}/files/{iid}`` in ``api/routes.py``)."""
 
 from __future__ import annotations
 
