@@ -107,7 +107,8 @@ def test_a_slider_goes_before_its_own_inversion_but_never_freezes_it(
 def test_every_session_gets_one_turn_per_round(runtime: ModelRuntime) -> None:
     """Sliders, an inversion, a burst of random faces and commits: none waits more than one
     turn of each other session, whatever the others send."""
-    w = Worker(Runtimes([runtime], runtime.storage), Recorder())
+    # One render per turn (batching off): this is the turn order itself.
+    w = Worker(Runtimes([runtime], runtime.storage), Recorder(), render_batch=1)
     inv, rnd, com, *sliders = [runtime.storage.new_session() for _ in range(6)]
     w.submit_inversion(inv, engine="adam", steps=100, upload=None)
     for seed in range(w.queue_per_session):
@@ -257,7 +258,11 @@ def test_sliders_next_to_an_inversion_leave_it_its_share(runtime: ModelRuntime) 
 
     rec = Recorder()
     w = Worker(
-        Runtimes([runtime], runtime.storage), client, progress_interval_s=0, preview_interval_s=0
+        Runtimes([runtime], runtime.storage),
+        client,
+        progress_interval_s=0,
+        preview_interval_s=0,
+        render_batch=1,  # one frame per render turn, so that frames count turns
     )
     w.submit_inversion(inverting, engine="adam", steps=steps, upload=None)
     for sid in sliders:
@@ -316,3 +321,55 @@ def test_an_inversion_cancelled_or_replaced_between_steps_leaves_no_offer(
             w.cancel(sid, w._sessions[sid].jobs[0].id)
         assert runtime.storage.checkpoint(sid) is None  # nothing to offer after a restart
         assert runtime.storage.get(sid, latent) is None  # and its file is gone
+
+
+def test_waiting_renders_of_several_sessions_are_drawn_in_one_turn(runtime: ModelRuntime) -> None:
+    w = Worker(Runtimes([runtime], runtime.storage), Recorder(), render_batch=3)
+    a, b, c, d = [runtime.storage.new_session(runtime.model_id) for _ in range(4)]
+    for sid in (a, b, c, d):
+        w.submit_render(sid, EditParams(scales={"smile": 1.0}))
+    w.submit_commit(b, EditParams())  # type: ignore[arg-type]
+    job = w._next()
+    assert job is not None and job.kind == "render" and job.session == a
+    assert [j.session for j in job.batch] == [b, c]  # up to 3 in all, in ring order
+    # b keeps its commit (and its place); c is done; d's render waits for the next turn
+    assert [j.kind for j in (w._next(), w._next())] == ["commit", "render"]  # type: ignore[union-attr]
+    assert w.pending() == 0
+
+
+def test_a_batched_render_draws_what_single_renders_draw(runtime: ModelRuntime) -> None:
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    from stylelens.jobs.runtime import JobError
+    from stylelens.latents import Latent
+
+    sids = [runtime.storage.new_session(runtime.model_id) for _ in range(4)]
+    runtime.random_face(sids[0], 1)
+    runtime.random_face(sids[1], 2)
+    # An inverted latent carries its own noise maps for some layers.
+    g = torch.Generator().manual_seed(0)
+    noise = {
+        name: torch.randn(1, 1, layer.resolution, layer.resolution, generator=g)
+        for name, layer in list(runtime.G.synthesis.noise_layers().items())[:3]
+    }
+    ws = runtime.G.mapping(torch.randn(1, runtime.G.z_dim, generator=g)).detach()
+    runtime._save_latent(
+        sids[2], Latent(ws, noise, {"model": runtime.model_id}), current=True, meta={}
+    )
+    # sids[3] has no latent yet: its request fails alone.
+    params = [EditParams(scales={"smile": v}) for v in (1.0, -2.0, 0.5, 1.0)]
+    batched = runtime.render_edits(list(zip(sids, params, strict=True)))
+    assert isinstance(batched[3], JobError) and batched[3].code == "no_latent"
+    for sid, p, got in zip(sids[:3], params[:3], batched[:3], strict=True):
+        single = runtime.render_edit(sid, p)
+        assert not isinstance(got, Exception)
+        x = np.asarray(Image.open(BytesIO(got.data))).astype(int)
+        y = np.asarray(Image.open(BytesIO(single.data))).astype(int)
+        assert np.abs(x - y).max() <= 3, sid  # float order differs in a batch; JPEG re-quantises
+    other = runtime.render_edit(sids[0], params[1])  # and the edits differ from each other
+    x = np.asarray(Image.open(BytesIO(other.data))).astype(int)
+    y = np.asarray(Image.open(BytesIO(batched[0].data))).astype(int)  # type: ignore[union-attr]
+    assert np.abs(x - y).mean() > 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Precision = Literal["float32", "bfloat16"]
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
     preview_interval_ms: int = 100  # at most one preview frame per connection this often
     queue_max: int = 64  # pending jobs of all sessions together; beyond it: "busy"
     queue_per_session: int = 8  # pending jobs of one session; beyond it that session: "busy"
+    # Renders of sessions waiting at once drawn in one generator call, at most this many
+    # (benchmarks/batching.py: 2-4 pay on a 2-core CPU, 8 no longer does); 1 turns it off.
+    render_batch: int = Field(default=4, ge=1, le=32)
     checkpoint_interval_s: float = 5.0  # a running inversion's latent is saved this often
     reconnect_grace_s: float = 60.0  # an inversion whose page went away runs on this long
     session_ttl_hours: float = 72.0  # sessions idle this long are deleted with their files

@@ -71,6 +71,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         preview_interval_s=settings.preview_interval_ms / 1000,
         checkpoint_interval_s=settings.checkpoint_interval_s,
         reconnect_grace_s=settings.reconnect_grace_s,
+        render_batch=settings.render_batch,
     )
     backend: Backend = worker  # what the routes and the websocket see (sessions/backend.py)
     backend.start()

@@ -98,6 +98,7 @@ class Job:
     step: int = 0
     last_progress: float = 0.0
     last_frame: float = 0.0
+    batch: list[Job] = field(default_factory=list)  # other sessions' renders drawn with this one
     submitted: float = field(default_factory=time.perf_counter)
 
 
@@ -142,6 +143,7 @@ class Worker:
         progress_interval_s: float = 0.1,
         checkpoint_interval_s: float = 5.0,
         reconnect_grace_s: float = 60.0,
+        render_batch: int = 4,
     ) -> None:
         if not 1 <= queue_per_session < queue_max:
             raise ValueError(
@@ -162,6 +164,9 @@ class Worker:
         self.progress_interval_s = progress_interval_s
         self.checkpoint_interval_s = checkpoint_interval_s
         self.reconnect_grace_s = reconnect_grace_s
+        # A render's turn also draws up to this many renders in all, of other sessions of the
+        # same model waiting at that moment, in one synthesis (benchmarks/batching.py).
+        self.render_batch = max(1, render_batch)
         self._detached: dict[str, float] = {}  # session -> when its last socket closed
         self._cond = threading.Condition()
         # The ring: sessions with waiting jobs, the next turn's first. A session leaves it when
@@ -377,10 +382,31 @@ class Worker:
                         self._sessions.move_to_end(session)  # its next turn after the others'
                     else:
                         del self._sessions[session]
+                    if job.kind == "render":
+                        self._gather_renders(job)
                     self._running = job
                     return job
                 self._cond.wait()
             return None
+
+    def _gather_renders(self, job: Job) -> None:
+        """Add to ``job`` the waiting renders of other sessions of its model, up to
+        ``render_batch`` in all (with the lock held). A render is the latest of its session, so
+        drawing it early is never stale, and it costs its session nothing but a turn's wait."""
+        runtimes: Runtimes | None = getattr(self, "runtimes", None)  # set once loaded
+        if self.render_batch < 2 or runtimes is None:
+            return
+        model = runtimes.for_session(job.session)
+        for session, q in list(self._sessions.items()):
+            if len(job.batch) + 1 >= self.render_batch:
+                return
+            other = q.render
+            if other is None or runtimes.for_session(session) is not model:
+                continue
+            job.batch.append(other)
+            q.render, q.rendered_last = None, True
+            if not q:
+                del self._sessions[session]
 
     def _abandon_detached(self) -> None:
         """Inversions of sessions gone longer than the grace period stop at their next turn."""
@@ -535,8 +561,15 @@ class Worker:
             )
             return False
         if job.kind == "render":
-            image = rt.render_edit(job.session, job.params)
-            self._emit(job.session, self._frame(job, "edit", image))
+            jobs = [job, *job.batch]
+            images = rt.render_edits([(j.session, j.params) for j in jobs])
+            for j, image in zip(jobs, images, strict=True):
+                if isinstance(image, JobError):
+                    self._emit(j.session, Error(job=j.id, code=image.code, message=str(image)))  # type: ignore[arg-type]
+                elif isinstance(image, StyleLensError):
+                    self._emit(j.session, Error(job=j.id, code="bad_request", message=str(image)))
+                else:
+                    self._emit(j.session, self._frame(j, "edit", image))
             return False
         if job.kind == "random":
             self._emit(job.session, Started(job=job.id, kind="random", total=1))
