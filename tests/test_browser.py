@@ -53,16 +53,10 @@ def canvas_pixels(page: object) -> list[int]:
 def test_upload_invert_slide_commit_download(server: str, tmp_path: Path) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        browser = launch(p)
+        page, errors = open_page(
+            browser, server, viewport={"width": 1280, "height": 800}, accept_downloads=True
         )
-        page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server + "/")
-        page.wait_for_selector("#conn.online")
         assert "tiny" in page.locator("#model").inner_text()
         order = []
         for _ in range(3):  # keyboard users reach the model picker, Models, the file picker
@@ -138,16 +132,11 @@ def test_uploads_to_a_synthfaces_model_show_the_photo_notice(
     card_path.write_text(json.dumps(card))
     app = create_app(settings_for(models, tmp_path / "data"))
     with live_server(app) as base, playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        browser = launch(p)
+        page, errors = open_page(
+            browser,
+            base,
         )
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(base + "/")
-        page.wait_for_selector("#conn.online")
         page.set_input_files("#file", str(face_file(tmp_path)))
         notice = page.locator("#photo-notice")
         notice.wait_for(state="visible")
@@ -163,6 +152,17 @@ def launch(p: object) -> object:
         headless=True,
         args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
     )
+
+
+def open_page(browser: Any, url: str, **page_options: Any) -> tuple[Any, list[str]]:
+    """A new page of ``browser`` at ``url``, online (its socket greeted); the list collects
+    the page's uncaught errors (a test ends by asserting it empty)."""
+    page = browser.new_page(**page_options)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/")
+    page.wait_for_selector("#conn.online")
+    return page, errors
 
 
 REFUSAL_PROBE = """async ([url]) => {
@@ -285,11 +285,7 @@ def test_inversion_starts_from_the_encoders_guess_and_says_so(
     SHOTS.mkdir(parents=True, exist_ok=True)
     with live_server(app) as base, playwright_sync.sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(base + "/")
-        page.wait_for_selector("#conn.online")
+        page, errors = open_page(browser, base, viewport={"width": 1280, "height": 800})
         captions = invert_watching_captions(page, face_file(tmp_path), steps=20)
         assert captions[0] == "the encoder's guess (one pass)", captions
         steps = [c for c in captions if c.startswith("preview · step")]
@@ -323,11 +319,7 @@ def test_restore_panel_paints_a_mask_inpaints_and_hands_off_to_the_sliders(
     SHOTS.mkdir(parents=True, exist_ok=True)
     with playwright_sync.sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server + "/")
-        page.wait_for_selector("#conn.online")
+        page, errors = open_page(browser, server, viewport={"width": 1280, "height": 900})
         assert page.locator("#restore").is_visible()
         page.set_input_files("#file", str(face_file(tmp_path)))
         page.wait_for_function("document.getElementById('target').src.includes('/files/')")
@@ -403,11 +395,7 @@ def test_edit_only_here_paints_a_region_and_the_slider_changes_only_it(server: s
     SHOTS.mkdir(parents=True, exist_ok=True)
     with playwright_sync.sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})  # type: ignore[attr-defined]
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server + "/")
-        page.wait_for_selector("#conn.online")
+        page, errors = open_page(browser, server, viewport={"width": 1280, "height": 1000})
         page.fill("#seed", "5")
         page.click("#random-form button")
         page.wait_for_function("Number(document.getElementById('preview').dataset.frames) >= 1")
@@ -502,11 +490,9 @@ def test_the_page_works_on_a_phone_with_the_keyboard_alone(server: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     with playwright_sync.sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)  # type: ignore[attr-defined]
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server + "/")
-        page.wait_for_selector("#conn.online")
+        page, errors = open_page(
+            browser, server, viewport={"width": 390, "height": 844}, is_mobile=True
+        )
         # One column: nothing wider than the screen.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
@@ -577,11 +563,7 @@ def test_models_dialog_installs_from_the_registry_with_a_live_progress_bar(
         served.delay_s = 0.01  # about 2 s for the file: the bar is seen moving
         write_registry(models, files, pkl, direction)
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(base + "/")
-        page.wait_for_selector("#conn.online")
+        page, errors = open_page(browser, base, viewport={"width": 1280, "height": 900})
         assert page.locator("#model-picker").is_hidden()  # one model served
         page.click("#models-open")
         dialog = page.locator("#models")
