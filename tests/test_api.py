@@ -26,16 +26,17 @@ from stylelens.settings import Settings
 
 
 def settings_for(models: Path, data: Path, **kw: Any) -> Settings:
-    return Settings(
-        models_dir=models,
-        default_model="tiny",
-        data_dir=data,
-        device="cpu",
-        perceptual="ms-ssim",
-        preview_interval_ms=20,
-        allowed_hosts=["testserver", "127.0.0.1"],
-        **kw,
-    )
+    """The tests' server settings (tiny model, CPU, fast previews); ``kw`` overrides them."""
+    defaults: dict[str, Any] = {
+        "models_dir": models,
+        "default_model": "tiny",
+        "data_dir": data,
+        "device": "cpu",
+        "perceptual": "ms-ssim",
+        "preview_interval_ms": 20,
+        "allowed_hosts": ["testserver", "127.0.0.1"],
+    }
+    return Settings(**{**defaults, **kw})
 
 
 @pytest.fixture()

@@ -33,7 +33,7 @@ from stylelens.directions.store import list_directions
 from stylelens.settings import Settings
 from tests.formats import TINY_G, write_e4e_direction
 from tests.live import live_server
-from tests.test_api import receive_until
+from tests.test_api import receive_until, settings_for
 
 # The module (``stylelens.fetch.download`` the attribute is the function of that name).
 download = importlib.import_module("stylelens.fetch.download")
@@ -161,16 +161,7 @@ def served_files(
 
 def local_settings(models: Path, data: Path, **kw: Any) -> Settings:
     """As tests/test_api.py's, answering loopback names only (so installs are allowed)."""
-    return Settings(
-        models_dir=models,
-        default_model="tiny",
-        data_dir=data,
-        device="cpu",
-        perceptual="ms-ssim",
-        preview_interval_ms=20,
-        allowed_hosts=["127.0.0.1"],
-        **kw,
-    )
+    return settings_for(models, data, **{"allowed_hosts": ["127.0.0.1"], **kw})
 
 
 @pytest.fixture
