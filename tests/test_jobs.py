@@ -373,3 +373,19 @@ def test_a_batched_render_draws_what_single_renders_draw(runtime: ModelRuntime) 
     x = np.asarray(Image.open(BytesIO(other.data))).astype(int)
     y = np.asarray(Image.open(BytesIO(batched[0].data))).astype(int)  # type: ignore[union-attr]
     assert np.abs(x - y).mean() > 1
+
+
+def test_a_job_whose_end_is_out_cannot_be_cancelled_again(runtime: ModelRuntime) -> None:
+    """The race a CI run hit: the second cancel of an inversion came after its `cancelled`
+    event but before the worker let go of it, and was answered with nothing at all."""
+    from stylelens.sessions.protocol import Cancelled
+
+    w = Worker(Runtimes([runtime], runtime.storage), Recorder())
+    sid = session_with_upload(runtime)
+    job_id = w.submit_inversion(sid, engine="adam", steps=5, upload=None)
+    job = w._next()  # running now
+    assert job is not None and job.id == job_id
+    assert w.cancel(sid, job_id) is True  # asked: its cancelled event will come
+    w._emit(sid, Cancelled(job=job_id, step=1))  # it came; the worker still holds the job
+    assert w.cancel(sid, job_id) is False  # so: unknown_job, an answer
+    assert w.accept(sid, job_id) is False

@@ -99,6 +99,7 @@ class Job:
     last_progress: float = 0.0
     last_frame: float = 0.0
     batch: list[Job] = field(default_factory=list)  # other sessions' renders drawn with this one
+    ended: bool = False  # its done or cancelled event is out (it may still be the running job)
     submitted: float = field(default_factory=time.perf_counter)
 
 
@@ -157,7 +158,7 @@ class Worker:
         if isinstance(runtimes, Runtimes):
             self.runtimes = runtimes
             self.ready.set_result(runtimes)
-        self._emit = emit
+        self._publish = emit
         self.queue_max = queue_max
         self.queue_per_session = queue_per_session
         self.preview_interval_s = preview_interval_s
@@ -280,7 +281,12 @@ class Worker:
                 self._emit(session, Cancelled(job=job_id))
                 return True
             running = self._running
-            if running is not None and running.id == job_id and running.session == session:
+            if (
+                running is not None
+                and running.id == job_id
+                and running.session == session
+                and not running.ended
+            ):
                 running.cancel = True
                 return True
         return False
@@ -291,7 +297,8 @@ class Worker:
             q = self._sessions.get(session)
             jobs = [*(q.jobs if q else ()), *([self._running] if self._running else [])]
             for j in jobs:
-                if j.id == job_id and j.session == session and j.kind == "inversion":
+                mine = j.id == job_id and j.session == session
+                if mine and j.kind == "inversion" and not j.ended:
                     j.accept = True
                     return True
         return False
@@ -388,6 +395,15 @@ class Worker:
                     return job
                 self._cond.wait()
             return None
+
+    def _emit(self, session: str, item: ServerEvent | Frame) -> None:
+        """Publish an event or frame. The running job's ``done`` or ``cancelled`` marks it
+        ended first, so that a cancel or accept arriving before the worker lets go of it is
+        answered as for a finished job (``unknown_job``) instead of waiting for nothing."""
+        running = self._running
+        if isinstance(item, (Done, Cancelled)) and running is not None and item.job == running.id:
+            running.ended = True
+        self._publish(session, item)
 
     def _gather_renders(self, job: Job) -> None:
         """Add to ``job`` the waiting renders of other sessions of its model, up to
