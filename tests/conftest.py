@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -46,13 +48,17 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, nvidia_pkl: Path, rosin
 def app_models(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The web app's models: the tiny one with preview heads and a smile direction, and a
     second without either."""
+    return build_app_models(tmp_path_factory.mktemp("app-models"), models_dir)
+
+
+def build_app_models(root: Path, models_dir: Path) -> Path:
     from stylelens.checkpoints.native import load_generator
     from stylelens.checkpoints.preview_heads import save_preview_heads
     from stylelens.directions.core import Direction
     from stylelens.directions.store import save_directions
     from stylelens.networks.preview import FitConfig, PreviewHeads, fit_preview_heads
 
-    root = tmp_path_factory.mktemp("app-models")
+    torch.manual_seed(0)
     shutil.copytree(models_dir / "tiny-nvidia", root / "tiny")
     G, _ = load_generator(root / "tiny")
     heads = PreviewHeads(G)
@@ -62,3 +68,18 @@ def app_models(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     save_directions(root / "tiny", [Direction("smile", v / v.norm(), unit=2.0)])
     shutil.copytree(models_dir / "tiny-rosinality", root / "tiny-b")  # no heads, no directions
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A local Ray instance (2 CPUs) serving two replicas of the tiny app models, for the whole
+    test session (started by the first test that asks; tests/cluster.py)."""
+    pytest.importorskip("ray.serve", reason="the cluster extra is not installed")
+    from tests.cluster import start_cluster
+
+    models = build_app_models(tmp_path_factory.mktemp("cluster-models"), models_dir)
+    cluster = start_cluster(models, tmp_path_factory.mktemp("cluster-data"))
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()

@@ -39,9 +39,18 @@ def settings_for(models: Path, data: Path, **kw: Any) -> Settings:
     return Settings(**{**defaults, **kw})
 
 
-@pytest.fixture()
-def client(app_models: Path, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(app_models, tmp_path / "data"))) as c:
+@pytest.fixture(params=["worker", "cluster"])
+def client(
+    request: pytest.FixtureRequest, app_models: Path, tmp_path: Path
+) -> Iterator[TestClient]:
+    """The app with each backend: the in-process worker, and a ClusterBackend over two model
+    replicas on a local Ray instance (tests/cluster.py; its data directory is shared by the
+    tests that use it)."""
+    if request.param == "worker":
+        app = create_app(settings_for(app_models, tmp_path / "data"))
+    else:
+        app = request.getfixturevalue("ray_cluster").app()
+    with TestClient(app) as c:
         yield c
 
 

@@ -30,7 +30,8 @@ from stylelens.api.hub import Hub
 from stylelens.api.installs import Installer
 from stylelens.api.routes import build_router
 from stylelens.api.websocket import websocket_endpoint
-from stylelens.sessions.backend import Backend, ServedModels
+from stylelens.jobs.worker import local_backend
+from stylelens.sessions.backend import BackendFactory, ServedModels
 from stylelens.sessions.storage import Storage
 from stylelens.settings import Settings
 
@@ -42,10 +43,8 @@ REPO_FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    from stylelens.jobs.runtime import Runtimes
-    from stylelens.jobs.worker import Worker
-
     settings: Settings = app.state.settings
+    make_backend: BackendFactory = app.state.backend_factory
     storage = await asyncio.to_thread(Storage, settings.data_dir)
     expired = await asyncio.to_thread(storage.expire, settings.session_ttl_hours * 3600)
     if expired:
@@ -56,37 +55,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "%d inversions were interrupted by a crash; their last latents are kept", interrupted
         )
 
-    def load() -> Runtimes:  # on the worker's thread: the only thread that runs the model
-        runtimes = Runtimes.load(settings, storage)
-        for rt in runtimes.by_id.values():
-            rt.warm_up()
-        return runtimes
-
     hub = Hub(asyncio.get_running_loop(), settings.preview_interval_ms / 1000)
-    worker = Worker(
-        load,
-        hub.publish,
-        queue_max=settings.queue_max,
-        queue_per_session=settings.queue_per_session,
-        preview_interval_s=settings.preview_interval_ms / 1000,
-        checkpoint_interval_s=settings.checkpoint_interval_s,
-        reconnect_grace_s=settings.reconnect_grace_s,
-        render_batch=settings.render_batch,
-    )
-    backend: Backend = worker  # what the routes and the websocket see (sessions/backend.py)
+    # what the routes and the websocket see (sessions/backend.py)
+    backend = await asyncio.to_thread(make_backend, settings, storage, hub.publish)
     backend.start()
     runtimes: ServedModels = await asyncio.wrap_future(backend.ready)
     from stylelens.data.align import warm_up as warm_up_alignment
 
     await asyncio.to_thread(warm_up_alignment)  # the first upload need not load its models
     installer = await asyncio.to_thread(
-        Installer, settings, worker=worker, storage=storage, broadcast=hub.broadcast
+        Installer, settings, worker=backend, storage=storage, broadcast=hub.broadcast
     )
     app.state.storage, app.state.runtimes, app.state.hub, app.state.worker = (
         storage,
         runtimes,
         hub,
-        worker,
+        backend,
     )
     app.state.installer = installer
     janitor = asyncio.create_task(_expire_periodically(storage, settings.session_ttl_hours))
@@ -95,7 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         janitor.cancel()
         await asyncio.to_thread(installer.stop)  # a download stops; its .part is kept
-        await asyncio.to_thread(worker.stop)
+        await asyncio.to_thread(backend.stop)
         storage.close()
 
 
@@ -127,8 +111,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=422)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The StyleLens web app. Nothing is loaded until the app starts (``lifespan``)."""
+def create_app(
+    settings: Settings | None = None, backend: BackendFactory = local_backend
+) -> FastAPI:
+    """The StyleLens web app. Nothing is loaded until the app starts (``lifespan``), when
+    ``backend`` makes what runs the models: the in-process worker by default, model replicas
+    on a Ray cluster in cluster mode (``stylelens.cluster``)."""
     settings = settings or Settings()
     app = FastAPI(
         title="StyleLens",
@@ -137,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.backend_factory = backend
     app.add_exception_handler(RequestValidationError, _validation_error)
 
     @app.get("/healthz", include_in_schema=False)

@@ -58,6 +58,7 @@ import torch
 
 from stylelens.errors import StyleLensError
 from stylelens.jobs.runtime import Image8, Inversion, JobError, Runtimes
+from stylelens.sessions.backend import Emit
 from stylelens.sessions.protocol import (
     Cancelled,
     Commit,
@@ -73,10 +74,11 @@ from stylelens.sessions.protocol import (
     ServerEvent,
     Started,
 )
+from stylelens.sessions.storage import Storage
+from stylelens.settings import Settings
 
 log = logging.getLogger("stylelens.worker")
 
-Emit = Callable[[str, "ServerEvent | Frame"], None]
 T = TypeVar("T")
 
 
@@ -690,3 +692,25 @@ class Worker:
             ),
         )
         return False
+
+
+def local_backend(settings: Settings, storage: Storage, emit: Emit) -> Worker:
+    """The default backend (a ``sessions.backend.BackendFactory``): one worker thread in this
+    process loads and runs every served model."""
+
+    def load() -> Runtimes:  # on the worker's thread: the only thread that runs the model
+        runtimes = Runtimes.load(settings, storage)
+        for rt in runtimes.by_id.values():
+            rt.warm_up()
+        return runtimes
+
+    return Worker(
+        load,
+        emit,
+        queue_max=settings.queue_max,
+        queue_per_session=settings.queue_per_session,
+        preview_interval_s=settings.preview_interval_ms / 1000,
+        checkpoint_interval_s=settings.checkpoint_interval_s,
+        reconnect_grace_s=settings.reconnect_grace_s,
+        render_batch=settings.render_batch,
+    )

@@ -1,11 +1,12 @@
 """What the web app needs from whatever runs the models: the typed interface between ``api/``
 and a backend.
 
-``jobs.worker.Worker`` (one thread in this process) implements it; the app holds a
-:class:`Backend`, never a concrete worker, so another backend (a cluster of model replicas)
-can drive the same routes and websocket. Requests are values (session ids, protocol
-messages); results come back as events through the ``emit`` callback the backend was built
-with.
+``jobs.worker.Worker`` (one thread in this process) implements it, and so does
+``cluster.backend.ClusterBackend`` (model replicas on a Ray cluster); the app holds a
+:class:`Backend`, never a concrete one, and is handed a :data:`BackendFactory` that makes it
+(``api.app.create_app``), so both drive the same routes and websocket. Requests are values
+(session ids, protocol messages); results come back as events through the ``emit`` callback
+the backend was built with.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from stylelens.sessions.protocol import (
     Commit,
     DirectionInfo,
     EditParams,
+    Frame,
     ModelInfo,
     RestoreParams,
     RunningInversion,
+    ServerEvent,
 )
+from stylelens.sessions.storage import Storage
+from stylelens.settings import Settings
 
 T = TypeVar("T")
 
@@ -30,9 +35,14 @@ T = TypeVar("T")
 class ServedModel(Protocol):
     """One model being served, as the app sees it (facts about it, not the networks)."""
 
-    model_id: str
-    model_name: str
-    model_dir: Path
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def model_dir(self) -> Path: ...
 
     @property
     def resolution(self) -> int: ...
@@ -103,3 +113,9 @@ class Backend(Protocol):
     def detach(self, session: str) -> None: ...
 
     def attach(self, session: str) -> RunningInversion | None: ...
+
+
+# Where a backend sends what its jobs produce: (session, event or frame); called from any thread.
+Emit = Callable[[str, "ServerEvent | Frame"], None]
+# Makes the app's backend when the app starts (``api.app.lifespan``): not started yet.
+BackendFactory = Callable[[Settings, Storage, Emit], Backend]

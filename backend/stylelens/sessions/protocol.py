@@ -432,6 +432,7 @@ ErrorCode = Literal[
     "unknown_job",
     "bad_request",
     "oom",
+    "replica_lost",
     "internal",
 ]
 

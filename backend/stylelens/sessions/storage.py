@@ -1,6 +1,10 @@
 """Sessions and their files: ``<data_dir>/sessions/<session id>/<item id>.<ext>`` indexed by
 one SQLite database (``<data_dir>/index.sqlite3``).
 
+Several processes may share one data directory (cluster mode: the app and every model replica
+open it; see docs/cluster.md): every change is one SQLite transaction, SQLite's file locks keep
+them apart, and a writer waits up to ``BUSY_TIMEOUT_S`` for another process's.
+
 Session and item ids are ``secrets.token_urlsafe`` values: nothing is listed and nothing is
 guessable; every lookup names both the session and the item, so a session only ever reaches
 its own files. Paths are built from ids the server made, never from client file names.
@@ -19,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+BUSY_TIMEOUT_S = 30.0
+SIGNALS = ("accept", "abandon")  # what the app asks of an inversion running in another process
+_JOB = re.compile(r"^[0-9a-f]{16}$")
 ITEM_KINDS = ("upload", "crop", "latent", "result", "mask")
 _ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _SCHEMA = """
@@ -89,7 +96,9 @@ class Storage:
         self.root = data_dir
         (self.root / "sessions").mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.root / "index.sqlite3", check_same_thread=False)
+        self._db = sqlite3.connect(
+            self.root / "index.sqlite3", check_same_thread=False, timeout=BUSY_TIMEOUT_S
+        )
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.executescript(_SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(sessions)")}
@@ -223,6 +232,38 @@ class Storage:
             ).rowcount
             self._db.commit()
         return int(n)
+
+    def interrupt_job(self, sid: str, job: str) -> bool:
+        """The process running ``job`` died: its checkpoint (if still 'running') is kept as
+        'restart', offered to the session like one of a server that died. True if one was."""
+        with self._lock:
+            n = self._db.execute(
+                "UPDATE inversions SET status = 'restart'"
+                " WHERE session = ? AND job = ? AND status = 'running'",
+                (sid, job),
+            ).rowcount
+            self._db.commit()
+        return bool(n)
+
+    # signals: the app's word to an inversion that runs in another process (cluster mode) -----
+
+    def signal(self, sid: str, job: str, name: str) -> None:
+        """Ask ``job`` of session ``sid`` to ``accept`` (finish with what it has reached) or
+        ``abandon`` (stop, keep its checkpoint as 'disconnected'); read by :meth:`signals`."""
+        self._signal_path(sid, job, name).touch()
+
+    def signals(self, sid: str, job: str) -> set[str]:
+        """The signals sent to ``job`` so far (one stat per signal: cheap enough per step)."""
+        return {n for n in SIGNALS if self._signal_path(sid, job, n).exists()}
+
+    def clear_signals(self, sid: str, job: str) -> None:
+        for n in SIGNALS:
+            self._signal_path(sid, job, n).unlink(missing_ok=True)
+
+    def _signal_path(self, sid: str, job: str, name: str) -> Path:
+        if name not in SIGNALS or not _JOB.match(job):
+            raise ValueError(f"bad signal {name!r} for job {job!r}")
+        return self._session_dir(sid) / f".{job}.{name}"
 
     # items ---------------------------------------------------------------------------------
 
