@@ -132,4 +132,3 @@ def run(settings: Settings, options: ClusterOptions, address: str | None) -> Non
         serve.delete(APP_NAME)
         serve.shutdown()
         ray.shutdown()
-
