@@ -41,12 +41,14 @@ RUN pip install "$TORCH_SPEC"
 
 # ---- the app: package, frontend and the embedded models -------------------------------------
 FROM deps-cpu AS cpu
+# EXTRAS: "align,cluster" for the compose cluster profile's nodes (Ray Serve, docs/cluster.md).
+ARG EXTRAS=align
 COPY pyproject.toml README.md ./
 COPY backend ./backend
 COPY frontend ./frontend
 COPY models ./models
 # hadolint ignore=DL3013
-RUN pip install ".[align]" \
+RUN pip install ".[${EXTRAS}]" \
     && useradd --uid 10001 --create-home --shell /usr/sbin/nologin stylelens \
     && mkdir -p /data \
     && chown -R stylelens:stylelens /data /app/models
@@ -65,12 +67,13 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
 CMD ["stylelens", "serve"]
 
 FROM deps-gpu AS gpu
+ARG EXTRAS=align
 COPY pyproject.toml README.md ./
 COPY backend ./backend
 COPY frontend ./frontend
 COPY models ./models
 # hadolint ignore=DL3013
-RUN pip install ".[align]" \
+RUN pip install ".[${EXTRAS}]" \
     && useradd --uid 10001 --create-home --shell /usr/sbin/nologin stylelens \
     && mkdir -p /data \
     && chown -R stylelens:stylelens /data /app/models

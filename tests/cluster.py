@@ -56,12 +56,12 @@ class Cluster:
 
     def replicas(self) -> list[str]:
         """The names of the live Models replicas (Ray actor names, namespace "serve")."""
-        from ray.util.state import list_actors
+        import ray
 
         return sorted(
-            a.name
-            for a in list_actors(filters=[("state", "=", "ALIVE")])
-            if a.name and a.name.startswith("SERVE_REPLICA::models#Models#")
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith("SERVE_REPLICA::models#Models#")
         )
 
     def shutdown(self) -> None:

@@ -105,7 +105,8 @@ def test_compose_profiles_gpu_reservation_and_loopback_publishing():
     devices = services["stylelens-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
     assert "deploy" not in services["stylelens-cpu"]
-    for service in services.values():
+    for name in ("stylelens-cpu", "stylelens-gpu"):
+        service = services[name]
         (port,) = service["ports"]
         assert port.startswith("${STYLELENS_BIND:-127.0.0.1}:")
         env = service["environment"]
@@ -113,6 +114,29 @@ def test_compose_profiles_gpu_reservation_and_loopback_publishing():
             assert key in env
         assert "models:/app/models" in service["volumes"] and "data:/data" in service["volumes"]
     assert set(compose["volumes"]) == {"models", "data"}
+
+
+def test_compose_cluster_profile_head_workers_and_shared_volumes():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    head, cpu, gpu = services["ray-head"], services["ray-worker-cpu"], services["ray-worker-gpu"]
+    assert "cluster" in head["profiles"] and "cluster-gpu" in head["profiles"]
+    assert cpu["profiles"] == ["cluster"] and gpu["profiles"] == ["cluster-gpu"]
+    assert head["build"]["args"]["EXTRAS"] == "align,cluster"
+    assert gpu["build"]["target"] == "gpu" and "deploy" not in cpu
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and devices[0]["count"] == 1
+    script = " ".join(head["command"])
+    assert "ray start --head" in script and "stylelens serve --cluster --address auto" in script
+    assert "--num-cpus=0" in script  # the head takes no replica
+    (port,) = head["ports"]
+    assert port.startswith("${STYLELENS_BIND:-127.0.0.1}:")
+    for node in (head, cpu, gpu):
+        assert {"models:/app/models", "data:/data"} <= set(node["volumes"])  # shared paths
+        assert "RAY_AUTH_TOKEN" in node["environment"]
+    for node in (head, cpu, gpu):
+        assert 'test -n "$$RAY_AUTH_TOKEN"' in " ".join(node["command"])  # required, said
+    for worker in (cpu, gpu):
+        assert "--address=ray-head:6379" in " ".join(worker["command"])
 
 
 def test_compose_defaults_parse_as_settings(monkeypatch):

@@ -63,11 +63,23 @@ def test_every_route_of_the_app_is_in_the_protocol_doc():
 
 # Layers that must not import upward: package -> the packages it may never import.
 FORBIDDEN_IMPORTS = {
-    "sessions": ("api", "jobs"),
-    "jobs": ("api",),
+    "sessions": ("api", "jobs", "cluster"),
+    "jobs": ("api", "cluster"),
+    "api": ("cluster",),
     "checkpoints": ("api", "jobs", "training", "evaluation"),
     "networks": ("api", "jobs", "data", "training", "evaluation", "checkpoints"),
 }
+
+
+def test_only_the_cluster_package_imports_ray():
+    """Cluster mode is an extra: `stylelens serve` and everything else run without Ray."""
+    package = ROOT / "backend" / "stylelens"
+    users = sorted(
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if re.search(r"^\s*(import ray\b|from ray\b)", p.read_text(), re.M)
+    )
+    assert users and all(u.startswith("cluster/") or u == "api/cli.py" for u in users), users
 
 
 def test_the_layers_do_not_import_upward():

@@ -1,4 +1,5 @@
-"""``stylelens serve``: run the web app with uvicorn."""
+"""``stylelens serve``: run the web app with uvicorn, or (``--cluster``) as a Ray Serve
+application over model replicas (``stylelens.cluster``)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,43 @@ def register(commands: Commands, settings: Settings) -> None:
         help="sessions' files and index (default: %(default)s, env STYLELENS_DATA_DIR)",
     )
     add_device(p, settings)
+    c = p.add_argument_group(
+        "cluster mode", "serve on a Ray cluster (pip install -e '.[cluster]'; docs/cluster.md)"
+    )
+    c.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run the app as a Ray Serve application: the app as the ingress, the models as "
+        "a deployment of replicas",
+    )
+    c.add_argument(
+        "--address",
+        default=None,
+        help="the Ray cluster to join (default: env RAY_ADDRESS, else a Ray instance started "
+        "on this machine)",
+    )
+    c.add_argument(
+        "--replicas", type=int, default=1, help="model replicas to start with (default: 1)"
+    )
+    c.add_argument(
+        "--max-replicas",
+        type=int,
+        default=None,
+        help="autoscale up to this many on ongoing requests (default: --replicas, no scaling)",
+    )
+    c.add_argument(
+        "--replica-cpus",
+        type=float,
+        default=1.0,
+        help="CPUs Ray reserves per replica (default: %(default)s)",
+    )
+    c.add_argument(
+        "--replica-gpus",
+        type=float,
+        default=None,
+        help="GPUs per replica (default: 1 when the cluster has GPUs and --device is not "
+        "cpu, else 0)",
+    )
     p.set_defaults(func=cmd_serve, settings=settings)
 
 
@@ -83,6 +121,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
             "device": args.device,
         }
     )
+    if args.cluster:
+        serve_cluster(settings, args)
+        return
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -93,3 +134,27 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_level="info",
         log_config=log_config(),  # tokens and session ids redacted in every line
     )
+
+
+def serve_cluster(settings: Settings, args: argparse.Namespace) -> None:
+    try:
+        import ray  # noqa: F401
+        from ray import serve  # noqa: F401
+    except ImportError:
+        raise StyleLensError(
+            "cluster mode needs Ray Serve: pip install -e '.[cluster]' (see docs/cluster.md)"
+        ) from None
+    from stylelens.cluster.serve import ClusterOptions, run
+
+    if args.replicas < 1:
+        raise StyleLensError("--replicas must be at least 1")
+    most = args.max_replicas if args.max_replicas is not None else args.replicas
+    if most < args.replicas:
+        raise StyleLensError(f"--max-replicas {most} is below --replicas {args.replicas}")
+    options = ClusterOptions(
+        min_replicas=args.replicas,
+        max_replicas=most,
+        replica_cpus=args.replica_cpus,
+        replica_gpus=args.replica_gpus,
+    )
+    run(settings, options, args.address)

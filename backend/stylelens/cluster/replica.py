@@ -50,21 +50,6 @@ Item = ServerEvent | Frame
 Reply = tuple[str, list[Item]]
 
 
-def relabel(item: Item, job: str) -> Item:
-    """``item`` as it belongs to the app's job ``job``."""
-    if isinstance(item, Frame):
-        return Frame(
-            kind=item.kind,
-            job=job,
-            step=item.step,
-            width=item.width,
-            height=item.height,
-            mime=item.mime,
-            data=item.data,
-        )
-    return item.model_copy(update={"job": job})
-
-
 def _job_of(item: Item) -> str | None:
     return item.job if isinstance(item, Frame) else getattr(item, "job", None)
 
@@ -85,6 +70,7 @@ class ModelReplica:
         # The app's reconnect grace is the app's business: here an inversion is abandoned the
         # moment the app says so (detach).
         self.settings = Settings(**{**settings, "reconnect_grace_s": 0.0})
+        _use_reserved_cpus()
         self.storage = Storage(self.settings.data_dir)
         self.name = _replica_name()
         self._lock = threading.Lock()
@@ -121,13 +107,13 @@ class ModelReplica:
         """One slider render; waiting renders of other sessions on this replica are drawn in
         the same generator call (the worker's batching)."""
         return await self._unary(
-            job, lambda: self.worker.submit_render(session, params), _render_ends
+            job, lambda: self.worker.submit_render(session, params, job), _render_ends
         )
 
     async def run(self, kind: str, session: str, job: str, arg: Any) -> Reply:
         """A random face (``arg`` the seed), a commit (``Commit``), a latent to use (its id) or
         a region preset (its name): every event it gives, ``Queued`` aside."""
-        jobs: dict[str, Callable[[str, Any], str]] = {
+        jobs: dict[str, Callable[[str, Any, str], str]] = {
             "random": self.worker.submit_random,
             "commit": self.worker.submit_commit,
             "use_latent": self.worker.submit_use_latent,
@@ -139,7 +125,7 @@ class ModelReplica:
         if kind == "commit" and not isinstance(arg, Commit):
             raise TypeError("a commit takes a Commit")
         call = submit
-        return await self._unary(job, lambda: call(session, arg), _job_ends)
+        return await self._unary(job, lambda: call(session, arg, job), _job_ends)
 
     async def invert(
         self,
@@ -155,18 +141,19 @@ class ModelReplica:
         stream (the app cancels the call) cancels the job."""
         self._loop = asyncio.get_running_loop()
         try:
-            rid = self.worker.submit_inversion(
+            self.worker.submit_inversion(
                 session,
                 engine=engine,
                 steps=steps,
                 upload=upload,
                 init_latent=init_latent,
                 restore=restore,
+                job_id=job,
             )
         except Busy as e:
             yield self.name, Error(job=job, code="busy", message=str(e))
             return
-        queue = self._queue(rid)
+        queue = self._queue(job)
         asked: set[str] = set()
         last_poll = time.perf_counter()
         finished = False
@@ -181,19 +168,19 @@ class ModelReplica:
                     for signal in self.storage.signals(session, job) - asked:
                         asked.add(signal)
                         if signal == "accept":
-                            self.worker.accept(session, rid)
+                            self.worker.accept(session, job)
                         else:  # abandon: stop at the next step, keep the checkpoint
                             self.worker.detach(session)
                 if item is None or isinstance(item, Queued):
                     continue
                 finished = isinstance(item, TERMINAL)
-                yield self.name, relabel(item, job)
+                yield self.name, item
                 if finished:
                     return
         finally:
             if not finished:  # the app went away or cancelled the call
-                self.worker.cancel(session, rid)
-            self._forget(rid)
+                self.worker.cancel(session, job)
+            self._forget(job)
             self.storage.clear_signals(session, job)
 
     # routing ---------------------------------------------------------------------------------
@@ -216,7 +203,7 @@ class ModelReplica:
                     item = await queue.get()
                     if isinstance(item, Queued):
                         continue
-                    items.append(relabel(item, job))
+                    items.append(item)
                     if ends(item):
                         return self.name, items
         except TimeoutError:
@@ -247,6 +234,23 @@ class ModelReplica:
                 return
             queue = self._queues.setdefault(rid, asyncio.Queue())
         loop.call_soon_threadsafe(queue.put_nowait, item)
+
+
+def _use_reserved_cpus() -> None:
+    """PyTorch's threads = the CPUs Ray reserved for this replica. Ray sets OMP_NUM_THREADS
+    only where it is unset, so a replica would otherwise inherit the launching shell's and two
+    replicas on one machine oversubscribe its cores (measured on 2 cores, 2 replicas with 2
+    threads each: a quarter of one replica's throughput)."""
+    try:
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except Exception:  # built outside Ray
+        return
+    if cpus:
+        import torch
+
+        torch.set_num_threads(max(1, int(cpus)))
 
 
 def _replica_name() -> str:

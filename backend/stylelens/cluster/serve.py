@@ -10,6 +10,7 @@ websockets to it. One ingress replica: a session's sockets and its event stream 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -32,7 +33,7 @@ class ClusterOptions:
     min_replicas: int = 1
     max_replicas: int = 1
     replica_cpus: float = 1.0
-    replica_gpus: float = 0.0
+    replica_gpus: float | None = None  # None: 1 where the cluster has GPUs (device not cpu)
     target_ongoing_requests: float = 4.0  # per replica, before the autoscaler adds one
     max_ongoing_requests: int = 64  # per replica (renders + jobs + inversions)
 
@@ -80,7 +81,10 @@ def models_deployment(options: ClusterOptions) -> Any:
     return serve.deployment(
         ModelReplica,
         name="Models",
-        ray_actor_options={"num_cpus": options.replica_cpus, "num_gpus": options.replica_gpus},
+        ray_actor_options={
+            "num_cpus": options.replica_cpus,
+            "num_gpus": options.replica_gpus or 0.0,
+        },
         max_ongoing_requests=options.max_ongoing_requests,
         health_check_period_s=2.0,
         health_check_timeout_s=30.0,
@@ -111,6 +115,10 @@ def run(settings: Settings, options: ClusterOptions, address: str | None) -> Non
     from ray import serve
 
     ray.init(address=address, namespace="stylelens", log_to_driver=False)
+    if options.replica_gpus is None:
+        has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+        gpus = 1.0 if has_gpus and settings.device != "cpu" else 0.0
+        options = dataclasses.replace(options, replica_gpus=gpus)
     serve.start(
         http_options={"host": settings.host, "port": settings.port},
         detached=False,

@@ -218,8 +218,11 @@ class Worker:
                 self._cond.notify()
         return call.future
 
-    def submit_render(self, session: str, params: EditParams) -> str:
-        job = self._new(session, "render", params)
+    # ``job``: the id to give the job (a cluster replica runs the app's job under the app's id);
+    # None: a fresh one.
+
+    def submit_render(self, session: str, params: EditParams, job_id: str | None = None) -> str:
+        job = self._new(session, "render", params, job_id)
         with self._cond:
             q = self._sessions.get(session)
             if q is None or q.render is None:
@@ -228,17 +231,17 @@ class Worker:
             self._cond.notify()
         return job.id
 
-    def submit_random(self, session: str, seed: int) -> str:
-        return self._enqueue(self._new(session, "random", seed))
+    def submit_random(self, session: str, seed: int, job_id: str | None = None) -> str:
+        return self._enqueue(self._new(session, "random", seed, job_id))
 
-    def submit_commit(self, session: str, params: Commit) -> str:
-        return self._enqueue(self._new(session, "commit", params))
+    def submit_commit(self, session: str, params: Commit, job_id: str | None = None) -> str:
+        return self._enqueue(self._new(session, "commit", params, job_id))
 
-    def submit_use_latent(self, session: str, latent: str) -> str:
-        return self._enqueue(self._new(session, "use_latent", latent))
+    def submit_use_latent(self, session: str, latent: str, job_id: str | None = None) -> str:
+        return self._enqueue(self._new(session, "use_latent", latent, job_id))
 
-    def submit_region(self, session: str, preset: str) -> str:
-        return self._enqueue(self._new(session, "region", preset))
+    def submit_region(self, session: str, preset: str, job_id: str | None = None) -> str:
+        return self._enqueue(self._new(session, "region", preset, job_id))
 
     def submit_inversion(
         self,
@@ -249,10 +252,12 @@ class Worker:
         upload: str | None,
         init_latent: str | None = None,
         restore: RestoreParams | None = None,
+        job_id: str | None = None,
     ) -> str:
         """Queue an inversion (or, with ``restore``, a restoration); the session's running or
         queued inversion is cancelled."""
-        job = self._new(session, "inversion", (engine, steps, upload, init_latent, restore))
+        params = (engine, steps, upload, init_latent, restore)
+        job = self._new(session, "inversion", params, job_id)
         with self._cond:
             q = self._sessions.get(session)
             replaced = [j for j in q.jobs if j.kind == "inversion"] if q else []
@@ -333,8 +338,8 @@ class Worker:
                     return RunningInversion(job=j.id, engine=engine, step=j.step, total=total)
         return None
 
-    def _new(self, session: str, kind: JobKind, params: Any) -> Job:
-        return Job(id=secrets.token_hex(8), session=session, kind=kind, params=params)
+    def _new(self, session: str, kind: JobKind, params: Any, job_id: str | None = None) -> Job:
+        return Job(id=job_id or secrets.token_hex(8), session=session, kind=kind, params=params)
 
     def _queue(self, session: str) -> SessionQueue:
         """The session's queue; a session new to the ring joins at its end."""
