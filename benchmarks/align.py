@@ -118,12 +118,13 @@ class Page:
     """The app's upload route and inversion path without the HTTP and websocket layers."""
 
     def __init__(self) -> None:
-        from stylelens.jobs.runtime import ModelRuntime
+        from stylelens.jobs.session_model import SessionModel
         from stylelens.settings import Settings
 
         self.settings = Settings(models_dir=ROOT / "models", default_model=MODEL, device="cpu")
         self.storage = Storage(Path(tempfile.mkdtemp(prefix="stylelens-bench-")))
-        self.rt = ModelRuntime.load(self.settings, self.storage)
+        self.model = SessionModel.load(self.settings, self.storage)
+        self.rt = self.model.runtime
         self.card = load_card(self.rt.model_dir)
         self.sid = self.storage.new_session(MODEL)
 
@@ -139,7 +140,7 @@ class Page:
 
     def invert_upload(self, crop_id: str) -> np.ndarray:
         """As the worker: ``start_inversion`` on the stored crop, steps until done."""
-        inv = self.rt.start_inversion(
+        inv = self.model.start_inversion(
             self.sid, engine=self.settings.default_engine, steps=self.settings.default_steps,
             upload=crop_id,
         )  # fmt: skip

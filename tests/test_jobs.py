@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from stylelens.api.uploads import process_upload
-from stylelens.jobs.runtime import ModelRuntime, Runtimes
+from stylelens.jobs.session_model import Runtimes, SessionModel
 from stylelens.jobs.worker import Busy, Worker
 from stylelens.sessions.protocol import Done, EditParams, Error, Frame, Progress
 from stylelens.sessions.storage import Storage
@@ -39,12 +39,12 @@ class Recorder:
 
 
 @pytest.fixture()
-def runtime(app_models: Path, tmp_path: Path) -> ModelRuntime:
+def runtime(app_models: Path, tmp_path: Path) -> SessionModel:
     storage = Storage(tmp_path / "data")
-    return ModelRuntime.load(settings_for(app_models, tmp_path / "data"), storage)
+    return SessionModel.load(settings_for(app_models, tmp_path / "data"), storage)
 
 
-def session_with_upload(rt: ModelRuntime) -> str:
+def session_with_upload(rt: SessionModel) -> str:
     sid = rt.storage.new_session(rt.model_id)
     process_upload(rt.storage, sid, png_bytes(), resolution=32, max_pixels=10**6)
     return sid
@@ -71,7 +71,7 @@ def turns(w: Worker, n: int, again: Any = None) -> list[tuple[str, str]]:
     return taken
 
 
-def test_renders_first_within_a_session_latest_wins(runtime: ModelRuntime) -> None:
+def test_renders_first_within_a_session_latest_wins(runtime: SessionModel) -> None:
     rec = Recorder()
     w = Worker(
         Runtimes([runtime], runtime.storage), rec, queue_max=10, queue_per_session=5
@@ -89,7 +89,7 @@ def test_renders_first_within_a_session_latest_wins(runtime: ModelRuntime) -> No
 
 
 def test_a_slider_goes_before_its_own_inversion_but_never_freezes_it(
-    runtime: ModelRuntime,
+    runtime: SessionModel,
 ) -> None:
     w = Worker(Runtimes([runtime], runtime.storage), Recorder())
     sid = session_with_upload(runtime)
@@ -104,7 +104,7 @@ def test_a_slider_goes_before_its_own_inversion_but_never_freezes_it(
     assert turns(w, 6, slider_without_pause) == [(sid, "inversion"), (sid, "render")] * 3
 
 
-def test_every_session_gets_one_turn_per_round(runtime: ModelRuntime) -> None:
+def test_every_session_gets_one_turn_per_round(runtime: SessionModel) -> None:
     """Sliders, an inversion, a burst of random faces and commits: none waits more than one
     turn of each other session, whatever the others send."""
     # One render per turn (batching off): this is the turn order itself.
@@ -131,7 +131,7 @@ def test_every_session_gets_one_turn_per_round(runtime: ModelRuntime) -> None:
     assert all(taken.count((s, "render")) >= 5 for s in sliders)
 
 
-def test_full_queues_are_busy(runtime: ModelRuntime) -> None:
+def test_full_queues_are_busy(runtime: SessionModel) -> None:
     w = Worker(Runtimes([runtime], runtime.storage), Recorder(), queue_max=3, queue_per_session=2)
     a, b = runtime.storage.new_session(), runtime.storage.new_session()
     w.submit_random(a, 1)
@@ -149,7 +149,7 @@ def test_full_queues_are_busy(runtime: ModelRuntime) -> None:
         Worker(Runtimes([runtime], runtime.storage), Recorder(), queue_max=8, queue_per_session=8)
 
 
-def test_round_robin_between_sessions(runtime: ModelRuntime) -> None:
+def test_round_robin_between_sessions(runtime: SessionModel) -> None:
     rec = Recorder()
     w = Worker(
         Runtimes([runtime], runtime.storage), rec, progress_interval_s=0, preview_interval_s=0
@@ -169,7 +169,7 @@ def test_round_robin_between_sessions(runtime: ModelRuntime) -> None:
 
 
 def test_errors_become_events_and_the_worker_lives_on(
-    runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+    runtime: SessionModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rec = Recorder()
     w = Worker(Runtimes([runtime], runtime.storage), rec)
@@ -201,7 +201,7 @@ def test_errors_become_events_and_the_worker_lives_on(
     assert w.alive is False  # stopped by us, not by the errors
 
 
-def test_a_loader_runs_on_the_worker_thread(runtime: ModelRuntime) -> None:
+def test_a_loader_runs_on_the_worker_thread(runtime: SessionModel) -> None:
     """The models are loaded (and warmed up) by the thread that will run them."""
     seen: list[threading.Thread] = []
 
@@ -235,7 +235,7 @@ def test_a_failing_loader_surfaces_through_ready() -> None:
     assert not w.alive
 
 
-def test_sliders_next_to_an_inversion_leave_it_its_share(runtime: ModelRuntime) -> None:
+def test_sliders_next_to_an_inversion_leave_it_its_share(runtime: SessionModel) -> None:
     """Issue 18: five clients that send the next ``render_edit`` as soon as their frame
     arrives must not starve another session's inversion; each session gets one turn per
     round, so the inversion's 8 steps finish within 9 rounds of the five renders."""
@@ -281,7 +281,7 @@ def test_sliders_next_to_an_inversion_leave_it_its_share(runtime: ModelRuntime) 
     assert renders_before_done <= n * (steps + 1), f"{renders_before_done} renders went first"
 
 
-def test_one_session_cannot_make_another_busy(runtime: ModelRuntime) -> None:
+def test_one_session_cannot_make_another_busy(runtime: SessionModel) -> None:
     """Issue 18: a burst of random faces from one session fills only its own queue."""
     w = Worker(Runtimes([runtime], runtime.storage), Recorder())  # the default bounds
     a, b = runtime.storage.new_session(), runtime.storage.new_session()
@@ -300,7 +300,7 @@ def test_one_session_cannot_make_another_busy(runtime: ModelRuntime) -> None:
 
 
 def test_an_inversion_cancelled_or_replaced_between_steps_leaves_no_offer(
-    runtime: ModelRuntime,
+    runtime: SessionModel,
 ) -> None:
     w = Worker(Runtimes([runtime], runtime.storage), Recorder(), queue_max=10, queue_per_session=5)
     sid = session_with_upload(runtime)
@@ -323,7 +323,7 @@ def test_an_inversion_cancelled_or_replaced_between_steps_leaves_no_offer(
         assert runtime.storage.get(sid, latent) is None  # and its file is gone
 
 
-def test_waiting_renders_of_several_sessions_are_drawn_in_one_turn(runtime: ModelRuntime) -> None:
+def test_waiting_renders_of_several_sessions_are_drawn_in_one_turn(runtime: SessionModel) -> None:
     w = Worker(Runtimes([runtime], runtime.storage), Recorder(), render_batch=3)
     a, b, c, d = [runtime.storage.new_session(runtime.model_id) for _ in range(4)]
     for sid in (a, b, c, d):
@@ -337,13 +337,13 @@ def test_waiting_renders_of_several_sessions_are_drawn_in_one_turn(runtime: Mode
     assert w.pending() == 0
 
 
-def test_a_batched_render_draws_what_single_renders_draw(runtime: ModelRuntime) -> None:
+def test_a_batched_render_draws_what_single_renders_draw(runtime: SessionModel) -> None:
     from io import BytesIO
 
     import numpy as np
     from PIL import Image
 
-    from stylelens.jobs.runtime import JobError
+    from stylelens.errors import JobError
     from stylelens.latents import Latent
 
     sids = [runtime.storage.new_session(runtime.model_id) for _ in range(4)]
@@ -353,10 +353,10 @@ def test_a_batched_render_draws_what_single_renders_draw(runtime: ModelRuntime) 
     g = torch.Generator().manual_seed(0)
     noise = {
         name: torch.randn(1, 1, layer.resolution, layer.resolution, generator=g)
-        for name, layer in list(runtime.G.synthesis.noise_layers().items())[:3]
+        for name, layer in list(runtime.runtime.G.synthesis.noise_layers().items())[:3]
     }
-    ws = runtime.G.mapping(torch.randn(1, runtime.G.z_dim, generator=g)).detach()
-    runtime._save_latent(
+    ws = runtime.runtime.G.mapping(torch.randn(1, runtime.runtime.G.z_dim, generator=g)).detach()
+    runtime.files.save_latent(
         sids[2], Latent(ws, noise, {"model": runtime.model_id}), current=True, meta={}
     )
     # sids[3] has no latent yet: its request fails alone.
@@ -375,7 +375,7 @@ def test_a_batched_render_draws_what_single_renders_draw(runtime: ModelRuntime) 
     assert np.abs(x - y).mean() > 1
 
 
-def test_a_job_whose_end_is_out_cannot_be_cancelled_again(runtime: ModelRuntime) -> None:
+def test_a_job_whose_end_is_out_cannot_be_cancelled_again(runtime: SessionModel) -> None:
     """The race a CI run hit: the second cancel of an inversion came after its `cancelled`
     event but before the worker let go of it, and was answered with nothing at all."""
     from stylelens.sessions.protocol import Cancelled

@@ -82,6 +82,25 @@ def test_only_the_cluster_package_imports_ray():
     assert users and all(u.startswith("cluster/") or u == "api/cli.py" for u in users), users
 
 
+def test_the_model_runtime_is_a_pipeline_of_values():
+    """jobs/runtime.py runs the models on values: sessions' files, URLs and the wire's images
+    are the session layer's (sessions.files, sessions.frames), put together in
+    jobs/session_model.py."""
+    import ast
+
+    path = ROOT / "backend" / "stylelens" / "jobs" / "runtime.py"
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+    session_io = {"stylelens.sessions.storage", "stylelens.sessions.files",
+                  "stylelens.sessions.urls", "stylelens.sessions.frames", "io"}  # fmt: skip
+    assert not imported & session_io, imported & session_io
+    assert "Storage" not in path.read_text() and "file_url" not in path.read_text()
+
+
 def test_the_layers_do_not_import_upward():
     import ast
 

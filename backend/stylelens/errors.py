@@ -23,3 +23,12 @@ class TrainingError(StyleLensError):
 
 class LocalEditError(StyleLensError):
     """A local edit cannot run as asked (blend resolution, mask shape, preset)."""
+
+
+class JobError(StyleLensError):
+    """A job of the web app cannot run as asked; ``code`` is the protocol's error code
+    (``sessions.protocol.ErrorCode``: no_latent, no_target, bad_request...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

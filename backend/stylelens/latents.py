@@ -101,3 +101,16 @@ def load_latent(path: Path) -> Latent:
         raise LatentError(f"{path}: unexpected tensors {unknown[:5]} in a latent file")
     noise = {k[len(NOISE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(NOISE_PREFIX)}
     return Latent(ws=tensors["ws"].float(), noise=noise, metadata=dict(meta))
+
+
+@dataclass(frozen=True)
+class Fits:
+    """What a latent must be to be used with a model (``Latent.check_fits``)."""
+
+    num_ws: int
+    w_dim: int
+    model_id: str
+
+    def check(self, latent: Latent) -> Latent:
+        latent.check_fits(num_ws=self.num_ws, w_dim=self.w_dim, model_id=self.model_id)
+        return latent

@@ -288,7 +288,7 @@ class Installer:
 
     def choices(self) -> list[ModelChoice]:
         return [
-            ModelChoice(id=rt.model_id, name=rt.model_name, resolution=rt.G.img_resolution)
+            ModelChoice(id=rt.model_id, name=rt.model_name, resolution=rt.resolution)
             for rt in self.worker.runtimes.by_id.values()
         ]
 
@@ -645,7 +645,7 @@ class Installer:
         Raises:
             InstallRefused: 409 it is served or being loaded already.
         """
-        from stylelens.jobs.runtime import ModelRuntime
+        from stylelens.jobs.session_model import SessionModel
 
         with self._lock:
             if model_id in self.served() or model_id in self._loading:
@@ -655,7 +655,7 @@ class Installer:
 
         def load() -> None:
             try:
-                rt = ModelRuntime.load(settings, storage, model_id)
+                rt = SessionModel.load(settings, storage, model_id)
                 rt.warm_up()
                 runtimes.add(rt)
             finally:

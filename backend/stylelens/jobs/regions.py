@@ -4,7 +4,7 @@ A slider move in region mode renders the edited latent blended into the original
 (:mod:`stylelens.editing.local`). The original's run and the feathered mask do not change
 while the sliders move, so they are kept per session, keyed by what they depend on (the
 latent and blend resolution; the mask), and each move costs one synthesis plus the blends.
-Only the worker thread calls this (like :class:`~stylelens.jobs.runtime.ModelRuntime`).
+Only the worker thread calls this (like :class:`~stylelens.jobs.session_model.SessionModel`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -30,8 +29,8 @@ from stylelens.latents import Latent
 from stylelens.masks import MaskError, read_mask
 from stylelens.networks.stylegan2 import Generator
 from stylelens.render import to_uint8
+from stylelens.sessions.files import SessionFiles
 from stylelens.sessions.protocol import Region
-from stylelens.sessions.storage import Storage
 from stylelens.sessions.urls import file_url
 
 
@@ -49,8 +48,8 @@ class _SessionCache:
 
 
 class SessionRegions:
-    def __init__(self, G: Generator, storage: Storage, device: torch.device) -> None:
-        self.G, self.storage, self.device = G, storage, device
+    def __init__(self, G: Generator, files: SessionFiles, device: torch.device) -> None:
+        self.G, self.files, self.device = G, files, device
         self._cache: dict[str, _SessionCache] = {}
         self._lock = threading.Lock()
 
@@ -69,16 +68,10 @@ class SessionRegions:
         entry = self._entry(session)
         if entry.weights is not None and entry.weights[0] == mask_id:
             return entry.weights[1]
-        item = self.storage.get(session, mask_id, "mask")
-        if item is None:
-            raise StyleLensError(
-                f"no mask {mask_id} in this session: paint the region again (masks expire with "
-                "the session)"
-            )
+        painted = self.files.mask(session, mask_id)
         R = self.G.img_resolution
         try:
-            with Image.open(item.path) as im:
-                region = read_mask(im.convert("L"), R).hole
+            region = read_mask(painted, R).hole
         except MaskError as e:
             raise StyleLensError(f"the region's mask cannot be used: {e}") from None
         weights = feather_mask(region.to(self.device), default_feather(R))
@@ -127,10 +120,6 @@ class SessionRegions:
         """Find the ``name`` region on the latent's face and store it as a mask of the session."""
         img = self.G.synthesis(latent.ws.to(self.device), noise=self._noise(latent))
         mask = preset_mask(name, Image.fromarray(to_uint8(img)[0]))
-        mid, path = self.storage.new_item_path(session, "png")
-        Image.fromarray(mask.astype(np.uint8) * 255, "L").save(path, "PNG")
         area = float(mask.mean())
-        self.storage.add(
-            session, mid, path, kind="mask", mime="image/png", meta={"preset": name, "hole": area}
-        )
+        mid = self.files.save_mask(session, mask, {"preset": name, "hole": area})
         return FoundRegion(mid, file_url(session, mid), round(area, 4))

@@ -56,9 +56,11 @@ from typing import Any, TypeVar
 
 import torch
 
-from stylelens.errors import StyleLensError
-from stylelens.jobs.runtime import Image8, Inversion, JobError, Runtimes
+from stylelens.errors import JobError, StyleLensError
+from stylelens.jobs.runtime import Inversion
+from stylelens.jobs.session_model import Runtimes
 from stylelens.sessions.backend import Emit
+from stylelens.sessions.frames import Image8
 from stylelens.sessions.protocol import (
     Cancelled,
     Commit,
