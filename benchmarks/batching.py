@@ -1,4 +1,5 @@
-"""Does rendering several sessions' edits in one generator call pay on this machine?
+"""Does rendering several sessions' edits, or running their inversion steps, in one generator
+call pay on this machine?
 
 The worker renders one session's edit per turn. If renders of sessions waiting at the same
 time ran as one batched synthesis, each would cost ``time(batch) / batch``. This measures that
@@ -7,15 +8,29 @@ noise maps as a session's edit uses them), medians of interleaved repeats, and s
 batch sizes pay (goal: per-render time at least 20 % below batch 1's, enough to be worth the
 scheduling it needs).
 
+An inversion step is a forward and a backward pass: ``--part steps`` measures that (synthesis
+at full resolution and at the preview heads' 64 px stage, an L2 loss against a target per
+session, gradients to each session's ws), per session, for the same batch sizes.
+
     OMP_NUM_THREADS=2 python benchmarks/batching.py --write-docs      # ~2 min, 2 cores
+``--part app`` measures what a user feels: N sessions (1, 4, 8) dragging sliders at once
+against a real ``stylelens serve`` (each sends its next ``render_edit`` as soon as the frame of
+the last arrives), with ``STYLELENS_RENDER_BATCH`` 1 (batching off) and 4 (the default): edits
+per second of all sessions together and the latency of each edit.
+
+    OMP_NUM_THREADS=2 python benchmarks/batching.py --part steps --write-docs
+    OMP_NUM_THREADS=2 python benchmarks/batching.py --part app --write-docs   # ~2 min
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
+import os
 import statistics
 import time
+from typing import Any
 
 import torch
 from common import ROOT, machine, write_docs
@@ -44,12 +59,134 @@ def measure(model: str, repeats: int) -> dict[int, float]:
     return {b: statistics.median(t) * 1000 for b, t in times.items()}
 
 
+def measure_steps(model: str, repeats: int, resolution: int | None) -> dict[int, float]:
+    """Forward + backward per session (ms) for each batch size; ``resolution``: stop the
+    synthesis there (a progressive inversion's intermediate stage), None for the full one."""
+    G, _ = load_generator(model_dir_for(ROOT / "models", model))
+    G.eval().requires_grad_(False)
+    with torch.no_grad():
+        ws_all = torch.cat(
+            [G.mapping(z_from_seed(s, G.z_dim).float()) for s in range(max(BATCHES))]
+        )
+
+    def step(ws: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        ws = ws.clone().requires_grad_(True)
+        res = resolution or G.img_resolution
+        img = G.synthesis.run_until(ws, res).img
+        t = target if target is not None else img.detach() * 0.5
+        loss = (img - t).square().flatten(1).mean(1).sum()  # each session's loss, summed
+        loss.backward()
+        assert ws.grad is not None
+        return img.detach()
+
+    targets = {b: step(ws_all[:b], None) for b in BATCHES}  # warm-up, every shape once
+    times: dict[int, list[float]] = {b: [] for b in BATCHES}
+    for r in range(repeats):
+        for b in BATCHES if r % 2 == 0 else BATCHES[::-1]:
+            t0 = time.perf_counter()
+            step(ws_all[:b] + 0.01 * r, targets[b])
+            times[b].append((time.perf_counter() - t0) / b)
+    return {b: statistics.median(t) * 1000 for b, t in times.items()}
+
+
+def table(per: dict[int, float], what: str) -> str:
+    rows = [
+        f"| {b} | {per[b]:.1f} ms | {per[b] / per[1]:.2f}x | "
+        f"{'yes' if per[b] <= PAYS * per[1] else 'no'} |"
+        for b in BATCHES
+    ]
+    return f"| batch | {what} | vs batch 1 | pays (<= 0.8x) |\n|---|---|---|---|\n" + "\n".join(
+        rows
+    )
+
+
+async def sliders_at_once(url: str, n: int, window_s: float) -> dict[str, Any]:
+    """``n`` sessions editing back to back for ``window_s``: edits/s and latency."""
+    import httpx
+    from app import Session, pct, slider_client, wait_up
+
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        await wait_up(http)
+        names = [d["name"] for d in (await http.get("/api/model")).json()["directions"]][:7]
+        sessions = [Session(http, url.replace("http", "ws", 1)) for _ in range(n)]
+        for i, c in enumerate(sessions):
+            await c.open()
+            await c.send({"type": "random_face", "seed": i})
+            await c.until("done", "random")
+        warm = time.perf_counter() + 1.0  # every session's first edits, not counted
+        await asyncio.gather(*(slider_client(c, names, warm) for c in sessions))
+        lats = await asyncio.gather(
+            *(slider_client(c, names, time.perf_counter() + window_s) for c in sessions)
+        )
+        for c in sessions:
+            await c.ws.close()
+    lat = [x for xs in lats for x in xs]
+    return {"edits_per_s": len(lat) / window_s, "p50": pct(lat, 0.5), "p95": pct(lat, 0.95)}
+
+
+def part_app(args: argparse.Namespace) -> str:
+    from app import serve
+
+    rows = []
+    results: dict[tuple[int, int], dict[str, Any]] = {}
+    for batch in (1, 4):
+        os.environ["STYLELENS_RENDER_BATCH"] = str(batch)
+        with serve(None) as (url, _):
+            for n in args.clients:
+                results[batch, n] = asyncio.run(sliders_at_once(url, n, args.window))
+                print(batch, n, results[batch, n], flush=True)
+    for n in args.clients:
+        off, on = results[1, n], results[4, n]
+        rows.append(
+            f"| {n} | {off['edits_per_s']:.1f} | {on['edits_per_s']:.1f} | "
+            f"{on['edits_per_s'] / off['edits_per_s']:.2f}x | "
+            f"{1000 * off['p50']:.0f} / {1000 * off['p95']:.0f} ms | "
+            f"{1000 * on['p50']:.0f} / {1000 * on['p95']:.0f} ms |"
+        )
+    return (
+        f"Measured {datetime.date.today()} on {machine()}, model {args.model} in `stylelens "
+        f"serve`, `python benchmarks/batching.py --part app --write-docs` ({args.window:.0f} s "
+        "per row; each session sends its next edit when the last one's frame is in).\n\n"
+        "| sessions dragging | edits/s, batch 1 | edits/s, batch 4 | gain | "
+        "p50 / p95, batch 1 | p50 / p95, batch 4 |\n|---|---|---|---|---|---|\n" + "\n".join(rows)
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default="synthfaces-256")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--part", choices=("renders", "steps", "app"), default="renders")
+    ap.add_argument(
+        "--clients",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1, 4, 8],
+        help="app: numbers of sessions dragging sliders at once",
+    )
+    ap.add_argument("--window", type=float, default=10.0, help="app: seconds per row")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
+    if args.part == "app":
+        body = part_app(args)
+        print(body)
+        if args.write_docs:
+            write_docs("batching-app", body)
+        return
+    if args.part == "steps":
+        full = measure_steps(args.model, args.repeats, None)
+        stage = measure_steps(args.model, args.repeats, 64)
+        body = (
+            f"Measured {datetime.date.today()} on {machine()}, model {args.model}, "
+            f"`python benchmarks/batching.py --part steps --write-docs` (forward + backward to "
+            f"each session's ws, medians of {args.repeats} interleaved repeats).\n\n"
+            f"Full resolution:\n\n{table(full, 'time per session step')}\n\n"
+            f"At the 64 px stage (synthesis stopped there, as a progressive inversion's early "
+            f"steps):\n\n{table(stage, 'time per session step')}"
+        )
+        print(body)
+        if args.write_docs:
+            write_docs("batching-steps", body)
+        return
     per = measure(args.model, args.repeats)
     rows = [
         f"| {b} | {per[b]:.1f} ms | {per[b] / per[1]:.2f}x | "

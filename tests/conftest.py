@@ -83,3 +83,15 @@ def ray_cluster(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         yield cluster
     finally:
         cluster.shutdown()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that use the Ray cluster run last, together: it starts once (ray_cluster is
+    session-scoped) and its processes do not share the CPU with the other tests."""
+
+    def uses_ray(item: pytest.Item) -> bool:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("client") if callspec is not None else None
+        return "ray_cluster" in getattr(item, "fixturenames", ()) or backend == "cluster"
+
+    items[:] = [i for i in items if not uses_ray(i)] + [i for i in items if uses_ray(i)]
