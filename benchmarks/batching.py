@@ -19,7 +19,12 @@ the last arrives), with ``STYLELENS_RENDER_BATCH`` 1 (batching off) and 4 (the d
 per second of all sessions together and the latency of each edit.
 
     OMP_NUM_THREADS=2 python benchmarks/batching.py --part steps --write-docs
+``--part inversions``: N sessions (1, 4, 8) starting a progressive inversion at once against a
+real ``stylelens serve``, with ``STYLELENS_STEP_BATCH`` 1 (off) and 4 (the default): the
+inversion steps per second of all of them together, and how long the last one took.
+
     OMP_NUM_THREADS=2 python benchmarks/batching.py --part app --write-docs   # ~2 min
+    OMP_NUM_THREADS=2 python benchmarks/batching.py --part inversions --write-docs
 """
 
 from __future__ import annotations
@@ -124,11 +129,68 @@ async def sliders_at_once(url: str, n: int, window_s: float) -> dict[str, Any]:
     return {"edits_per_s": len(lat) / window_s, "p50": pct(lat, 0.5), "p95": pct(lat, 0.95)}
 
 
+async def inversions_at_once(url: str, n: int, steps: int) -> dict[str, Any]:
+    """``n`` sessions upload a face and start a progressive inversion at the same moment."""
+    import httpx
+    from app import Session, face_png, wait_up
+
+    async with httpx.AsyncClient(base_url=url, timeout=300) as http:
+        await wait_up(http)
+        sessions = [Session(http, url.replace("http", "ws", 1)) for _ in range(n)]
+        for i, c in enumerate(sessions):
+            await c.open()
+            await c.upload(face_png(700_000 + i))
+
+        async def one(c: Session) -> float:
+            t0 = time.perf_counter()
+            await c.send({"type": "start_inversion", "engine": "progressive", "steps": steps})
+            await c.until("done", "inversion")
+            return time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        walls = await asyncio.gather(*(one(c) for c in sessions))
+        wall = time.perf_counter() - t0
+        for c in sessions:
+            await c.ws.close()
+    return {"steps_per_s": n * steps / wall, "slowest_s": max(walls)}
+
+
+def part_inversions(args: argparse.Namespace) -> str:
+    from app import serve
+
+    results: dict[tuple[int, int], dict[str, Any]] = {}
+    for batch in (1, 4):
+        os.environ["STYLELENS_STEP_BATCH"] = str(batch)
+        with serve(None) as (url, _):
+            asyncio.run(inversions_at_once(url, 2, 10))  # warm: the engines' first calls
+            for n in args.clients:
+                results[batch, n] = asyncio.run(inversions_at_once(url, n, args.steps))
+                print(batch, n, results[batch, n], flush=True)
+    rows = []
+    for n in args.clients:
+        off, on = results[1, n], results[4, n]
+        rows.append(
+            f"| {n} | {off['steps_per_s']:.1f} | {on['steps_per_s']:.1f} | "
+            f"{on['steps_per_s'] / off['steps_per_s']:.2f}x | {off['slowest_s']:.1f} s | "
+            f"{on['slowest_s']:.1f} s |"
+        )
+    return (
+        f"Measured {datetime.date.today()} on {machine()}, model {args.model} in `stylelens "
+        f"serve`, `python benchmarks/batching.py --part inversions --write-docs` (progressive "
+        f"engine, {args.steps} steps each, all started at once).\n\n"
+        "| sessions inverting | steps/s, batch 1 | steps/s, batch 4 | gain | last done, batch 1 "
+        "| last done, batch 4 |\n|---|---|---|---|---|---|\n" + "\n".join(rows)
+    )
+
+
 def part_app(args: argparse.Namespace) -> str:
     from app import serve
 
     rows = []
     results: dict[tuple[int, int], dict[str, Any]] = {}
+    # Frames as often as 50 a second: at the default 100 ms interval a session editing back to
+    # back waits for the frame-rate cap, not for the renders.
+    os.environ["STYLELENS_PREVIEW_INTERVAL_MS"] = "20"
     for batch in (1, 4):
         os.environ["STYLELENS_RENDER_BATCH"] = str(batch)
         with serve(None) as (url, _):
@@ -146,7 +208,9 @@ def part_app(args: argparse.Namespace) -> str:
     return (
         f"Measured {datetime.date.today()} on {machine()}, model {args.model} in `stylelens "
         f"serve`, `python benchmarks/batching.py --part app --write-docs` ({args.window:.0f} s "
-        "per row; each session sends its next edit when the last one's frame is in).\n\n"
+        "per row; each session sends its next edit when the last one's frame is in; "
+        "`STYLELENS_PREVIEW_INTERVAL_MS=20`, so that the renders and not the frame-rate cap "
+        "are what is measured).\n\n"
         "| sessions dragging | edits/s, batch 1 | edits/s, batch 4 | gain | "
         "p50 / p95, batch 1 | p50 / p95, batch 4 |\n|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
@@ -156,7 +220,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default="synthfaces-256")
     ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--part", choices=("renders", "steps", "app"), default="renders")
+    ap.add_argument("--part", choices=("renders", "steps", "app", "inversions"), default="renders")
+    ap.add_argument("--steps", type=int, default=100, help="inversions: steps of each")
     ap.add_argument(
         "--clients",
         type=lambda v: [int(x) for x in v.split(",")],
@@ -166,11 +231,11 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=10.0, help="app: seconds per row")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
-    if args.part == "app":
-        body = part_app(args)
+    if args.part in ("app", "inversions"):
+        body = part_app(args) if args.part == "app" else part_inversions(args)
         print(body)
         if args.write_docs:
-            write_docs("batching-app", body)
+            write_docs(f"batching-{args.part}", body)
         return
     if args.part == "steps":
         full = measure_steps(args.model, args.repeats, None)

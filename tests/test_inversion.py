@@ -321,3 +321,64 @@ def test_progressive_adam_option_still_converges(setup) -> None:
     assert result.metrics["psnr"] > start["psnr"] + 1
     with pytest.raises(ValueError, match="optimizer"):
         ProgressiveConfig(optimizer="sgd")  # type: ignore[arg-type]
+
+
+def test_steps_taken_together_are_the_steps_taken_alone(setup) -> None:
+    """Three inversions (different targets, optimisers, stages) stepped as one batched pass
+    follow the same path as each stepped alone: the same losses, previews and latents."""
+    from stylelens.inversion.progressive import step_together
+
+    G, heads, target = setup
+    with torch.no_grad():
+        z = torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(9))
+        other = G.synthesis(G.mapping(z))
+    targets = [target, other[:1], other[1:]]
+    configs = [
+        ProgressiveConfig(steps=12),
+        ProgressiveConfig(steps=12, lr=0.2),
+        ProgressiveConfig(steps=12, optimizer="adam", lr=0.05),
+    ]
+    engines = [ProgressiveEngine(G, heads=heads, perceptual=None) for _ in targets]
+    alone = [e.start(t, c) for e, t, c in zip(engines, targets, configs, strict=True)]
+    together = [e.start(t, c) for e, t, c in zip(engines, targets, configs, strict=True)]
+    batched_calls = 0
+    for _ in range(12):
+        solo = [e.step(s) for e, s in zip(engines, alone, strict=True)]
+        items = list(zip(engines, together, strict=True))
+        groups: dict[int, list] = {}
+        for item in items:  # as the worker does: only inversions at the same stage go together
+            groups.setdefault(item[1].resolution(), []).append(item)
+        reports = {}
+        for group in groups.values():
+            batched_calls += len(group) > 1
+            for (_, s), r in zip(group, step_together(group), strict=True):
+                reports[id(s)] = r
+        for a, s in zip(solo, together, strict=True):
+            b = reports[id(s)]
+            assert (a.step, a.resolution) == (b.step, b.resolution)
+            assert a.losses["total"] == pytest.approx(b.losses["total"], rel=1e-3, abs=1e-6)
+            assert (a.preview - b.preview).abs().max() < 1e-3
+    assert batched_calls > 0
+    for e, a, b in zip(engines, alone, together, strict=True):
+        assert torch.allclose(e.current_ws(a), e.current_ws(b), atol=1e-4)
+
+
+def test_steps_of_different_stages_or_models_are_refused_together(
+    setup, tiny_with_heads: Path
+) -> None:
+    from stylelens.inversion.progressive import can_step_together, step_together
+
+    G, heads, target = setup
+    e = ProgressiveEngine(G, heads=heads, perceptual=None)
+    low = e.start(target, ProgressiveConfig(steps=10, schedule=((8, 1),)))
+    full = e.start(target, ProgressiveConfig(steps=10, schedule=((32, 1),)))
+    assert not can_step_together((e, low), (e, full))
+    with pytest.raises(ValueError, match="cannot step together"):
+        step_together([(e, low), (e, full)])
+    G2, _ = load_generator(tiny_with_heads / "tiny")  # the same weights, another generator
+    other = ProgressiveEngine(G2, heads=heads, perceptual=None)
+    theirs = other.start(target, ProgressiveConfig(steps=10, schedule=((32, 1),)))
+    assert not can_step_together((e, full), (other, theirs))
+    assert can_step_together(
+        (e, full), (e, e.start(target, ProgressiveConfig(steps=3, schedule=((32, 1),))))
+    )

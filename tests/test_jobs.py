@@ -14,7 +14,7 @@ import torch
 from stylelens.api.uploads import process_upload
 from stylelens.jobs.session_model import Runtimes, SessionModel
 from stylelens.jobs.worker import Busy, Worker
-from stylelens.sessions.protocol import Done, EditParams, Error, Frame, Progress
+from stylelens.sessions.protocol import Cancelled, Done, EditParams, Error, Frame, Progress
 from stylelens.sessions.storage import Storage
 from tests.test_api import png_bytes, settings_for
 
@@ -389,3 +389,66 @@ def test_a_job_whose_end_is_out_cannot_be_cancelled_again(runtime: SessionModel)
     w._emit(sid, Cancelled(job=job_id, step=1))  # it came; the worker still holds the job
     assert w.cancel(sid, job_id) is False  # so: unknown_job, an answer
     assert w.accept(sid, job_id) is False
+
+
+@pytest.mark.parametrize("step_batch", [1, 3])
+def test_inversions_of_several_sessions_step_together(
+    runtime: SessionModel, monkeypatch: pytest.MonkeyPatch, step_batch: int
+) -> None:
+    """Three sessions' progressive inversions: with step_batch 3 their steps run as batched
+    passes (each session's events and frames its own, every inversion done with its result);
+    with 1 never."""
+    import stylelens.inversion.progressive as progressive
+
+    sizes: list[int] = []
+    real = progressive.step_together
+
+    def counting(items: list) -> list:
+        sizes.append(len(items))
+        return real(items)
+
+    monkeypatch.setattr(progressive, "step_together", counting)
+    rec = Recorder()
+    w = Worker(
+        Runtimes([runtime], runtime.storage),
+        rec,
+        progress_interval_s=0,
+        preview_interval_s=0,
+        step_batch=step_batch,
+    )
+    sids = [session_with_upload(runtime) for _ in range(3)]
+    jobs = {w.submit_inversion(s, engine="progressive", steps=12, upload=None): s for s in sids}
+    w.start()
+    try:
+        rec.wait(lambda items: len(dones(items)) == 3)
+    finally:
+        w.stop()
+    for job, sid in jobs.items():
+        mine = [e for s, e in rec.items if s == sid]
+        assert all(getattr(e, "job", job) == job for e in mine)  # nothing of another session
+        assert [e.step for e in mine if isinstance(e, Progress)] == list(range(1, 13))
+        assert sum(isinstance(e, Frame) for e in mine) >= 12
+        done = next(e for e in mine if isinstance(e, Done))
+        assert done.metrics["psnr"] > 0 and runtime.storage.session_state(sid)[1] == done.latent
+    if step_batch == 1:
+        assert sizes == [1] * 36  # each step alone (ProgressiveEngine.step)
+    else:
+        assert max(sizes) == 3 and sum(sizes) == 36  # every step once, most of them together
+
+
+def test_a_session_cancelled_inside_a_batch_of_steps_stops(runtime: SessionModel) -> None:
+    rec = Recorder()
+    w = Worker(Runtimes([runtime], runtime.storage), rec, step_batch=3)
+    a, b = session_with_upload(runtime), session_with_upload(runtime)
+    ja = w.submit_inversion(a, engine="progressive", steps=400, upload=None)
+    jb = w.submit_inversion(b, engine="progressive", steps=400, upload=None)
+    w.start()
+    try:
+        rec.wait(lambda items: sum(isinstance(e, Progress) and e.job == jb for _, e in items) > 3)
+        assert w.cancel(b, jb)
+        rec.wait(lambda items: any(isinstance(e, Cancelled) and e.job == jb for _, e in items))
+        assert w.cancel(a, ja)
+        rec.wait(lambda items: any(isinstance(e, Cancelled) and e.job == ja for _, e in items))
+    finally:
+        w.stop()
+    assert not dones(rec.items) and w.pending() == 0

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # Renders of sessions waiting at once drawn in one generator call, at most this many
     # (benchmarks/batching.py: 2-4 pay on a 2-core CPU, 8 no longer does); 1 turns it off.
     render_batch: int = Field(default=4, ge=1, le=32)
+    # Inversion steps of sessions waiting at once run as one forward/backward, at most this many
+    # (progressive engine, same stage; benchmarks/batching.py --part steps: 0.68x each at 4 at
+    # full resolution, 1.06x at 8 on a 2-core CPU); 1 turns it off.
+    step_batch: int = Field(default=4, ge=1, le=32)
     checkpoint_interval_s: float = 5.0  # a running inversion's latent is saved this often
     reconnect_grace_s: float = 60.0  # an inversion whose page went away runs on this long
     session_ttl_hours: float = 72.0  # sessions idle this long are deleted with their files

@@ -30,6 +30,7 @@ what it learns carries over to the full generator.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -238,59 +239,75 @@ class ProgressiveEngine:
         return self.heads.preview(self.G, out, ws), out
 
     def step(self, state: ProgressiveState) -> StepReport:
+        return step_together([(self, state)])[0]
+
+    def _prepare(self, state: ProgressiveState) -> torch.Tensor:
+        """Before a step's evaluation: the stage's start, the optimiser's trial point; returns
+        the step's ws [1, num_ws, w_dim], differentiable in ``state.latent``."""
         cfg = state.config
         r = state.resolution()
-        with state.timer:
-            new_stage = r != state.last_resolution
-            if state.last_resolution and new_stage and state.latent.shape[1] > 1:
-                with torch.no_grad():  # the new stage's ws start where the tied ones were
-                    state.latent.copy_(self.current_ws(state))
-            state.last_resolution = r
-            if cfg.optimizer == "lbfgs":
-                if new_stage or state.lbfgs is None:  # a new objective: a fresh history
-                    state.lbfgs = StepwiseLBFGS(
-                        state.latent, first_step=cfg.lr, history=cfg.history
-                    )
-                with torch.no_grad():
-                    state.latent.copy_(state.lbfgs.trial().view_as(state.latent))
-            elif cfg.optimizer == "learned" and (new_stage or state.moments is None):
-                state.moments = AdamMoments.zeros_like(state.latent.detach())
-            ws = self.tied(state.latent, r, state.start)
-            pred, out = self._render(ws, r)
-            p_from = self.G.img_resolution if cfg.perceptual_from is None else cfg.perceptual_from
-            use_p = self.perceptual if r >= p_from else None
-            loss, terms = reconstruction_loss(
-                pred, state.targets[r], perceptual=use_p, weight=state.weight
-            )
-            state.latent.grad = None
-            loss.backward()
-            accepted = True
-            if state.lbfgs is not None:
-                assert state.latent.grad is not None
-                accepted = state.lbfgs.observe(terms["total"], state.latent.grad)
-                with torch.no_grad():  # between steps the latent is the accepted point
-                    state.latent.copy_(state.lbfgs.x.view_as(state.latent))
-            elif state.moments is not None:
-                assert state.latent.grad is not None and self.learned is not None
-                with torch.no_grad():
-                    direction = state.moments.direction(state.latent.grad)
-                    state.latent.add_(self.learned(direction, state.latent))
-            else:
-                assert state.optimizer is not None
-                state.optimizer.step()
-            state.step += 1
-            if accepted or state.preview is None:
-                state.preview, state.terms = pred.detach(), terms
-                if cfg.colour_fit and r != self.G.img_resolution:
-                    state.preview = self._colour_fit(state, out, ws.detach(), r)
-            preview, terms = state.preview, state.terms
+        new_stage = r != state.last_resolution
+        if state.last_resolution and new_stage and state.latent.shape[1] > 1:
+            with torch.no_grad():  # the new stage's ws start where the tied ones were
+                state.latent.copy_(self.current_ws(state))
+        state.last_resolution = r
+        if cfg.optimizer == "lbfgs":
+            if new_stage or state.lbfgs is None:  # a new objective: a fresh history
+                state.lbfgs = StepwiseLBFGS(state.latent, first_step=cfg.lr, history=cfg.history)
+            with torch.no_grad():
+                state.latent.copy_(state.lbfgs.trial().view_as(state.latent))
+        elif cfg.optimizer == "learned" and (new_stage or state.moments is None):
+            state.moments = AdamMoments.zeros_like(state.latent.detach())
+        state.latent.grad = None
+        return self.tied(state.latent, r, state.start)
+
+    def _loss(
+        self, state: ProgressiveState, pred: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        r = state.last_resolution
+        cfg = state.config
+        p_from = self.G.img_resolution if cfg.perceptual_from is None else cfg.perceptual_from
+        use_p = self.perceptual if r >= p_from else None
+        return reconstruction_loss(pred, state.targets[r], perceptual=use_p, weight=state.weight)
+
+    def _finish(
+        self,
+        state: ProgressiveState,
+        pred: torch.Tensor,
+        out: BlockOutput,
+        ws: torch.Tensor,
+        terms: dict[str, float],
+    ) -> StepReport:
+        """After the evaluation (the latent's gradient in place): the optimiser's move, the
+        preview (colour-fitted) and the report."""
+        cfg = state.config
+        r = state.last_resolution
+        accepted = True
+        if state.lbfgs is not None:
+            assert state.latent.grad is not None
+            accepted = state.lbfgs.observe(terms["total"], state.latent.grad)
+            with torch.no_grad():  # between steps the latent is the accepted point
+                state.latent.copy_(state.lbfgs.x.view_as(state.latent))
+        elif state.moments is not None:
+            assert state.latent.grad is not None and self.learned is not None
+            with torch.no_grad():
+                direction = state.moments.direction(state.latent.grad)
+                state.latent.add_(self.learned(direction, state.latent))
+        else:
+            assert state.optimizer is not None
+            state.optimizer.step()
+        state.step += 1
+        if accepted or state.preview is None:
+            state.preview, state.terms = pred.detach(), terms
+            if cfg.colour_fit and r != self.G.img_resolution:
+                state.preview = self._colour_fit(state, out, ws.detach(), r)
         return StepReport(
             step=state.step,
             total=cfg.steps,
             elapsed=state.timer.seconds,
-            losses=terms,
+            losses=state.terms,
             resolution=r,
-            preview=preview.clamp(-1, 1).cpu(),
+            preview=state.preview.clamp(-1, 1).cpu(),
         )
 
     def _colour_fit(
@@ -328,3 +345,59 @@ class ProgressiveEngine:
             elapsed=state.timer.seconds,
             config={**dataclasses.asdict(state.config), "plan": state.plan},
         )
+
+
+def can_step_together(
+    a: tuple[ProgressiveEngine, ProgressiveState], b: tuple[ProgressiveEngine, ProgressiveState]
+) -> bool:
+    """Whether two inversions' next steps can run as one batched evaluation: the same
+    generator, preview heads and perceptual loss, at the same stage resolution."""
+    (ea, sa), (eb, sb) = a, b
+    return (
+        ea.G is eb.G
+        and ea.heads is eb.heads
+        and ea.perceptual is eb.perceptual
+        and not sa.done
+        and not sb.done
+        and sa.resolution() == sb.resolution()
+    )
+
+
+def step_together(
+    items: list[tuple[ProgressiveEngine, ProgressiveState]],
+) -> list[StepReport]:
+    """One step of each inversion, their generator passes as one batch: the latents' trial
+    points concatenated, one synthesis to the stage's resolution (and its preview head), each
+    inversion's own loss on its slice, one backward through the sum (each latent gets its own
+    gradient: the losses share no parameter), then each optimiser's move and preview. With one
+    item this is :meth:`ProgressiveEngine.step`. ``benchmarks/batching.py --part steps``: on a
+    2-core CPU four steps in one pass cost 0.68x each at full resolution, 0.48x at 64 px.
+
+    Raises:
+        ValueError: the items cannot step together (:func:`can_step_together`).
+    """
+    first = items[0]
+    if any(not can_step_together(first, item) for item in items[1:]):
+        raise ValueError("these inversions cannot step together (model or stage differ)")
+    engine = first[0]
+    r = first[1].resolution()
+    t0 = time.perf_counter()
+    ws = [e._prepare(s) for e, s in items]
+    pred, out = engine._render(torch.cat(ws), r)
+    total: torch.Tensor | None = None
+    terms: list[dict[str, float]] = []
+    for i, (e, s) in enumerate(items):
+        loss, t = e._loss(s, pred[i : i + 1])
+        terms.append(t)
+        total = loss if total is None else total + loss
+    assert total is not None
+    total.backward()
+    share = (time.perf_counter() - t0) / len(items)  # the batched pass, shared out
+    reports = []
+    for i, (e, s) in enumerate(items):
+        t1 = time.perf_counter()
+        own = BlockOutput(r, out.x[i : i + 1], out.img[i : i + 1])
+        report = e._finish(s, pred[i : i + 1], own, ws[i], terms[i])
+        s.timer.seconds += share + time.perf_counter() - t1
+        reports.append(dataclasses.replace(report, elapsed=s.timer.seconds))
+    return reports

@@ -43,6 +43,7 @@ thread between two jobs.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import secrets
@@ -57,6 +58,7 @@ from typing import Any, TypeVar
 import torch
 
 from stylelens.errors import JobError, StyleLensError
+from stylelens.inversion.protocol import StepReport
 from stylelens.jobs.runtime import Inversion
 from stylelens.jobs.session_model import Runtimes
 from stylelens.sessions.backend import Emit
@@ -149,6 +151,7 @@ class Worker:
         checkpoint_interval_s: float = 5.0,
         reconnect_grace_s: float = 60.0,
         render_batch: int = 4,
+        step_batch: int = 4,
     ) -> None:
         if not 1 <= queue_per_session < queue_max:
             raise ValueError(
@@ -172,6 +175,10 @@ class Worker:
         # A render's turn also draws up to this many renders in all, of other sessions of the
         # same model waiting at that moment, in one synthesis (benchmarks/batching.py).
         self.render_batch = max(1, render_batch)
+        # An inversion step's turn also takes the next steps of other sessions' inversions that
+        # can run with it (same model, progressive engine, same stage resolution), up to this
+        # many in all, as one batched forward/backward (benchmarks/batching.py --part steps).
+        self.step_batch = max(1, step_batch)
         self._detached: dict[str, float] = {}  # session -> when its last socket closed
         self._cond = threading.Condition()
         # The ring: sessions with waiting jobs, the next turn's first. A session leaves it when
@@ -269,9 +276,9 @@ class Worker:
                 self._remove(old)
                 self._emit(session, Cancelled(job=old.id, step=old.step))
                 self._drop_checkpoint(old)
-            running = self._running
-            if running is not None and running.session == session and running.kind == "inversion":
-                running.cancel = True
+            for running in self._in_flight():
+                if running.session == session and running.kind == "inversion":
+                    running.cancel = True
             return self._enqueue(job)
 
     def cancel(self, session: str, job_id: str) -> bool:
@@ -289,22 +296,17 @@ class Worker:
                 self._forget_if_empty(session)
                 self._emit(session, Cancelled(job=job_id))
                 return True
-            running = self._running
-            if (
-                running is not None
-                and running.id == job_id
-                and running.session == session
-                and not running.ended
-            ):
-                running.cancel = True
-                return True
+            for running in self._in_flight():
+                if running.id == job_id and running.session == session and not running.ended:
+                    running.cancel = True
+                    return True
         return False
 
     def accept(self, session: str, job_id: str) -> bool:
         """Finish an inversion now with the latent it has reached."""
         with self._cond:
             q = self._sessions.get(session)
-            jobs = [*(q.jobs if q else ()), *([self._running] if self._running else [])]
+            jobs = [*(q.jobs if q else ()), *self._in_flight()]
             for j in jobs:
                 mine = j.id == job_id and j.session == session
                 if mine and j.kind == "inversion" and not j.ended:
@@ -330,7 +332,7 @@ class Worker:
         with self._cond:
             self._detached.pop(session, None)
             q = self._sessions.get(session)
-            candidates = [*(q.jobs if q else ()), *([self._running] if self._running else [])]
+            candidates = [*(q.jobs if q else ()), *self._in_flight()]
             for j in candidates:
                 if j.session == session and j.kind == "inversion" and not j.cancel:
                     j.abandon = False  # back before the worker stopped it: it runs on
@@ -400,6 +402,8 @@ class Worker:
                         del self._sessions[session]
                     if job.kind == "render":
                         self._gather_renders(job)
+                    elif job.kind == "inversion":
+                        self._gather_steps(job)
                     self._running = job
                     return job
                 self._cond.wait()
@@ -409,10 +413,16 @@ class Worker:
         """Publish an event or frame. The running job's ``done`` or ``cancelled`` marks it
         ended first, so that a cancel or accept arriving before the worker lets go of it is
         answered as for a finished job (``unknown_job``) instead of waiting for nothing."""
-        running = self._running
-        if isinstance(item, (Done, Cancelled)) and running is not None and item.job == running.id:
-            running.ended = True
+        if isinstance(item, (Done, Cancelled)):
+            for running in self._in_flight():
+                if item.job == running.id:
+                    running.ended = True
         self._publish(session, item)
+
+    def _in_flight(self) -> list[Job]:
+        """The running job and the jobs drawn with it (a batch of renders or of steps)."""
+        running = self._running
+        return [running, *running.batch] if running is not None else []
 
     def _gather_renders(self, job: Job) -> None:
         """Add to ``job`` the waiting renders of other sessions of its model, up to
@@ -433,6 +443,42 @@ class Worker:
             if not q:
                 del self._sessions[session]
 
+    def _gather_steps(self, job: Job) -> None:
+        """Add to ``job`` (an inversion about to step) the inversions of other sessions whose
+        turn would also be a step that can run with it, up to ``step_batch`` in all (with the
+        lock held). Each takes its session's turn, as a render drawn early does."""
+        from stylelens.inversion.progressive import ProgressiveEngine, can_step_together
+
+        runtimes: Runtimes | None = getattr(self, "runtimes", None)
+        if self.step_batch < 2 or runtimes is None or not _plain_step(job):
+            return
+        assert job.inversion is not None
+        lead = job.inversion
+        if not isinstance(lead.engine, ProgressiveEngine):
+            return
+        model = runtimes.for_session(job.session)
+        for session, q in list(self._sessions.items()):
+            if len(job.batch) + 1 >= self.step_batch:
+                return
+            if session == job.session or q.render is not None or not q.jobs:
+                continue
+            other = q.jobs[0]
+            inv = other.inversion
+            if (
+                other.kind != "inversion"
+                or inv is None
+                or not isinstance(inv.engine, ProgressiveEngine)
+                or not _plain_step(other)
+                or runtimes.for_session(session) is not model
+                or not can_step_together((lead.engine, lead.state), (inv.engine, inv.state))
+            ):
+                continue
+            q.jobs.popleft()
+            q.rendered_last = False
+            job.batch.append(other)
+            if not q:
+                del self._sessions[session]
+
     def _abandon_detached(self) -> None:
         """Inversions of sessions gone longer than the grace period stop at their next turn."""
         now = time.perf_counter()
@@ -444,8 +490,9 @@ class Worker:
             for j in q.jobs if q else ():
                 if j.kind == "inversion":
                     j.abandon = True
-            if self._running is not None and self._running.session == session:
-                self._running.abandon = True
+            for running in self._in_flight():
+                if running.session == session:
+                    running.abandon = True
 
     def _requeue(self, job: Job) -> None:
         """An inversion that wants another step: to the end of its session's line (and its
@@ -466,50 +513,82 @@ class Worker:
             if isinstance(job, Call):
                 self._call(job)
                 continue
-            requeue, failed = False, True
-            try:
-                requeue = self._run(job)
-                failed = False
-            except torch.cuda.OutOfMemoryError:
-                self._drop_checkpoint(job)
-                job.inversion = None
-                gc.collect()
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                self._emit(
-                    job.session,
-                    Error(
-                        job=job.id,
-                        code="oom",
-                        message="the GPU ran out of memory; try fewer steps or wait for "
-                        "other sessions to finish",
-                    ),
-                )
-            except JobError as e:
-                self._emit(job.session, Error(job=job.id, code=e.code, message=str(e)))  # type: ignore[arg-type]
-            except (StyleLensError, ValueError) as e:
-                self._emit(job.session, Error(job=job.id, code="bad_request", message=str(e)))
-            except Exception as e:
-                log.exception("job %s (%s) failed", job.id, job.kind)
-                self._emit(
-                    job.session,
-                    Error(job=job.id, code="internal", message=f"{type(e).__name__}: {e}"),
-                )
-            if failed:  # an inversion that failed is not offered after a restart
-                self._drop_checkpoint(job)
+            if job.kind == "inversion" and job.batch:
+                outcomes = self._invert_together([job, *job.batch])
+            else:
+                outcomes = [(job, *self._guarded(job, functools.partial(self._run, job)))]
+            for j, _, failed in outcomes:
+                if failed:  # an inversion that failed is not offered after a restart
+                    self._drop_checkpoint(j)
             with self._cond:
                 self._running = None
-                if requeue:
-                    if job.cancel:
-                        self._emit(job.session, Cancelled(job=job.id, step=job.step))
-                        self._drop_checkpoint(job)
+                for j, requeue, _ in outcomes:
+                    if not requeue:
+                        continue
+                    if j.cancel:
+                        self._emit(j.session, Cancelled(job=j.id, step=j.step))
+                        self._drop_checkpoint(j)
                     else:
-                        self._requeue(job)
+                        j.batch = []
+                        self._requeue(j)
         self._keep_unfinished()
         with self._cond:
             calls, self._calls = list(self._calls), deque()
         for call in calls:
             call.future.set_exception(StyleLensError("the server is stopping"))
+
+    def _guarded(self, job: Job, turn: Callable[[], bool]) -> tuple[bool, bool]:
+        """Run ``turn`` (one turn of ``job``); an exception becomes the job's error event and
+        the worker goes on. Returns (the job wants another turn, it failed)."""
+        try:
+            return turn(), False
+        except torch.cuda.OutOfMemoryError:
+            self._drop_checkpoint(job)
+            job.inversion = None
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self._emit(
+                job.session,
+                Error(
+                    job=job.id,
+                    code="oom",
+                    message="the GPU ran out of memory; try fewer steps or wait for "
+                    "other sessions to finish",
+                ),
+            )
+        except JobError as e:
+            self._emit(job.session, Error(job=job.id, code=e.code, message=str(e)))  # type: ignore[arg-type]
+        except (StyleLensError, ValueError) as e:
+            self._emit(job.session, Error(job=job.id, code="bad_request", message=str(e)))
+        except Exception as e:
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            self._emit(
+                job.session,
+                Error(job=job.id, code="internal", message=f"{type(e).__name__}: {e}"),
+            )
+        return False, True
+
+    def _invert_together(self, jobs: list[Job]) -> list[tuple[Job, bool, bool]]:
+        """One step of each of several sessions' inversions as one batched pass
+        (:func:`~stylelens.inversion.progressive.step_together`), then each one's events. If
+        the batched step fails, each inversion steps on its own (so one session's failure
+        stays its own)."""
+        from stylelens.inversion.progressive import ProgressiveEngine, step_together
+
+        try:
+            items = []
+            for j in jobs:
+                assert j.inversion is not None and isinstance(j.inversion.engine, ProgressiveEngine)
+                items.append((j.inversion.engine, j.inversion.state))
+            reports = step_together(items)
+        except Exception:
+            log.exception("a batched inversion step failed; its inversions step one by one")
+            return [(j, *self._guarded(j, functools.partial(self._invert_turn, j))) for j in jobs]
+        return [
+            (j, *self._guarded(j, functools.partial(self._invert_after, j, r)))
+            for j, r in zip(jobs, reports, strict=True)
+        ]
 
     def _call(self, call: Call) -> None:
         if not call.future.set_running_or_notify_cancel():
@@ -622,6 +701,17 @@ class Worker:
         return self._invert_turn(job)
 
     def _invert_turn(self, job: Job) -> bool:
+        """One turn of an inversion: start it (first turn), then one step, or its end."""
+        if not self._invert_begin(job):
+            return False
+        inv = job.inversion
+        assert inv is not None
+        if job.accept:
+            return self._invert_end(job)
+        return self._invert_after(job, self.runtimes.for_session(job.session).step(inv))
+
+    def _invert_begin(self, job: Job) -> bool:
+        """Start the inversion on its first turn; False if it stops here (abandoned)."""
         rt = self.runtimes.for_session(job.session)
         if job.inversion is None:
             engine, steps, upload, init_latent, restore = job.params
@@ -650,37 +740,51 @@ class Worker:
             job.inversion = None
             self._emit(job.session, Cancelled(job=job.id, step=job.step))
             return False
-        if not job.accept:
-            report = rt.step(inv)
-            job.step = report.step
-            last = inv.state.done
-            now = time.perf_counter()
-            if last or now - job.last_progress >= self.progress_interval_s:
-                job.last_progress = now
-                self._emit(
-                    job.session,
-                    Progress(
-                        job=job.id,
-                        step=report.step,
-                        total=report.total,
-                        losses={k: float(v) for k, v in report.losses.items()},
-                        resolution=report.resolution,
-                        elapsed=report.elapsed,
-                    ),
-                )
-            # Half the interval here: the hub enforces the interval itself (latest frame
-            # wins), and gating on the full interval would drop every other frame of steps
-            # that take just under it (98 ms steps would stream at 5 frames/s, not 10).
-            if last or now - job.last_frame >= self.preview_interval_s / 2:
-                job.last_frame = now
-                self._emit(
-                    job.session, self._frame(job, "inversion", rt.encode_preview(report.preview))
-                )
-            if not last:
-                if now - job.last_checkpoint >= self.checkpoint_interval_s:
-                    job.last_checkpoint = now
-                    rt.checkpoint_inversion(job.session, job.id, inv, job.step)
-                return True
+        return True
+
+    def _invert_after(self, job: Job, report: StepReport) -> bool:
+        """A step is done: its progress, its preview (at most every half preview interval)
+        and, every ``checkpoint_interval_s``, a checkpoint. True if it wants another step."""
+        rt = self.runtimes.for_session(job.session)
+        inv = job.inversion
+        assert inv is not None
+        job.step = report.step
+        last = inv.state.done
+        now = time.perf_counter()
+        if last or now - job.last_progress >= self.progress_interval_s:
+            job.last_progress = now
+            self._emit(
+                job.session,
+                Progress(
+                    job=job.id,
+                    step=report.step,
+                    total=report.total,
+                    losses={k: float(v) for k, v in report.losses.items()},
+                    resolution=report.resolution,
+                    elapsed=report.elapsed,
+                ),
+            )
+        # Half the interval here: the hub enforces the interval itself (latest frame wins), and
+        # gating on the full interval would drop every other frame of steps that take just
+        # under it (98 ms steps would stream at 5 frames/s, not 10).
+        if last or now - job.last_frame >= self.preview_interval_s / 2:
+            job.last_frame = now
+            self._emit(
+                job.session, self._frame(job, "inversion", rt.encode_preview(report.preview))
+            )
+        if not last:
+            if now - job.last_checkpoint >= self.checkpoint_interval_s:
+                job.last_checkpoint = now
+                rt.checkpoint_inversion(job.session, job.id, inv, job.step)
+            return True
+        return self._invert_end(job)
+
+    def _invert_end(self, job: Job) -> bool:
+        """The inversion's end: cancelled, or finished (all steps, or accepted) with its
+        latent saved and ``done`` out."""
+        rt = self.runtimes.for_session(job.session)
+        inv = job.inversion
+        assert inv is not None
         if job.cancel:
             self._emit(job.session, Cancelled(job=job.id, step=job.step))
             self._drop_checkpoint(job)
@@ -699,6 +803,17 @@ class Worker:
             ),
         )
         return False
+
+
+def _plain_step(job: Job) -> bool:
+    """Whether the job's next turn is just a step of its running inversion (no start, end,
+    cancel, accept or abandon to handle)."""
+    inv = job.inversion
+    return (
+        inv is not None
+        and not (job.cancel or job.accept or job.abandon)
+        and not getattr(inv.state, "done", True)
+    )
 
 
 def local_backend(settings: Settings, storage: Storage, emit: Emit) -> Worker:
@@ -720,4 +835,5 @@ def local_backend(settings: Settings, storage: Storage, emit: Emit) -> Worker:
         checkpoint_interval_s=settings.checkpoint_interval_s,
         reconnect_grace_s=settings.reconnect_grace_s,
         render_batch=settings.render_batch,
+        step_batch=settings.step_batch,
     )
