@@ -173,6 +173,8 @@ def part_app(args: argparse.Namespace, device: torch.device) -> dict:
         preview_interval_ms=args.preview_interval_ms,
         allowed_hosts=["testserver"],
         queue_per_session=8,
+        step_batch=args.sessions,  # every session's step in one pass (the GPU's lever)
+        render_batch=args.sessions,
     )
     buf = io.BytesIO()
     Image.new("RGB", (args.size, args.size), (120, 100, 90)).save(buf, "PNG")
@@ -288,7 +290,8 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
     if "app" in r:
         a = r["app"]
         lines += [
-            f"The app (previews at most every {a['preview_interval_ms']} ms): "
+            f"The app (previews at most every {a['preview_interval_ms']} ms, "
+            f"`STYLELENS_STEP_BATCH={a['sessions']}`): "
             f"{a['fps_one_session']:.1f} preview frames/s to one session; {a['sessions']} "
             f"sessions inverting at once: {a['steps_per_s_many']:.1f} steps/s together vs "
             f"{a['steps_per_s_one']:.1f} alone ({a['many_vs_one']:.2f}x; median "
