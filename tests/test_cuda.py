@@ -27,9 +27,7 @@ from tests.test_api import new_session, receive_until, settings_for, upload
 CUDA = torch.device(os.environ.get("STYLELENS_CUDA_TESTS_ON", "cuda"))
 pytestmark = [
     pytest.mark.cuda,
-    pytest.mark.skipif(
-        CUDA.type == "cuda" and not torch.cuda.is_available(), reason="needs CUDA"
-    ),
+    pytest.mark.skipif(CUDA.type == "cuda" and not torch.cuda.is_available(), reason="needs CUDA"),
 ]
 BF16_REL = 0.05  # bfloat16 autocast's image error against float32 (performance.md: ~1e-2)
 
