@@ -155,17 +155,32 @@ async def inversions_at_once(url: str, n: int, steps: int) -> dict[str, Any]:
     return {"steps_per_s": n * steps / wall, "slowest_s": max(walls)}
 
 
-def part_inversions(args: argparse.Namespace) -> str:
+def off_and_on(
+    setting: str, clients: list[int], warm: Any, measure: Any
+) -> dict[tuple[int, int], dict[str, Any]]:
+    """``measure(url, n)`` for each number of sessions against a ``stylelens serve`` with the
+    environment variable ``setting`` at 1 (batching off) and 4 (the default), after
+    ``warm(url)``; results by (batch, n)."""
     from app import serve
 
     results: dict[tuple[int, int], dict[str, Any]] = {}
     for batch in (1, 4):
-        os.environ["STYLELENS_STEP_BATCH"] = str(batch)
+        os.environ[setting] = str(batch)
         with serve(None) as (url, _):
-            asyncio.run(inversions_at_once(url, 2, 10))  # warm: the engines' first calls
-            for n in args.clients:
-                results[batch, n] = asyncio.run(inversions_at_once(url, n, args.steps))
+            warm(url)
+            for n in clients:
+                results[batch, n] = measure(url, n)
                 print(batch, n, results[batch, n], flush=True)
+    return results
+
+
+def part_inversions(args: argparse.Namespace) -> str:
+    results = off_and_on(
+        "STYLELENS_STEP_BATCH",
+        args.clients,
+        lambda url: asyncio.run(inversions_at_once(url, 2, 10)),  # the engines' first calls
+        lambda url, n: asyncio.run(inversions_at_once(url, n, args.steps)),
+    )
     rows = []
     for n in args.clients:
         off, on = results[1, n], results[4, n]
@@ -184,19 +199,16 @@ def part_inversions(args: argparse.Namespace) -> str:
 
 
 def part_app(args: argparse.Namespace) -> str:
-    from app import serve
-
-    rows = []
-    results: dict[tuple[int, int], dict[str, Any]] = {}
     # Frames as often as 50 a second: at the default 100 ms interval a session editing back to
     # back waits for the frame-rate cap, not for the renders.
     os.environ["STYLELENS_PREVIEW_INTERVAL_MS"] = "20"
-    for batch in (1, 4):
-        os.environ["STYLELENS_RENDER_BATCH"] = str(batch)
-        with serve(None) as (url, _):
-            for n in args.clients:
-                results[batch, n] = asyncio.run(sliders_at_once(url, n, args.window))
-                print(batch, n, results[batch, n], flush=True)
+    results = off_and_on(
+        "STYLELENS_RENDER_BATCH",
+        args.clients,
+        lambda url: None,
+        lambda url, n: asyncio.run(sliders_at_once(url, n, args.window)),
+    )
+    rows = []
     for n in args.clients:
         off, on = results[1, n], results[4, n]
         rows.append(

@@ -89,6 +89,17 @@ def receive_until(ws: Any, want: str, limit: int = 2000) -> tuple[list[dict], li
     raise AssertionError(f"no {want!r} event in {limit} messages: {events[-5:]}")
 
 
+def receive_until_frame(ws: Any, limit: int = 100) -> tuple[list[dict], list[Frame]]:
+    """Events up to the next frame, and that frame."""
+    events: list[dict] = []
+    for _ in range(limit):
+        msg = ws.receive()
+        if msg.get("bytes") is not None:
+            return events, [Frame.decode(msg["bytes"])]
+        events.append(json.loads(msg["text"]))
+    raise AssertionError(f"no frame in {limit} messages: {events[-3:]}")
+
+
 def test_healthz_model_and_static_page(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
     info = client.get("/api/model").json()

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from stylelens.sessions.protocol import Frame
-from tests.test_api import new_session, png_bytes, receive_until, upload
+from tests.test_api import new_session, png_bytes, receive_until, receive_until_frame, upload
 
 pytest.importorskip("ray.serve", reason="the cluster extra is not installed")
 pytestmark = pytest.mark.slow
@@ -45,16 +45,6 @@ def invert(c: TestClient, sid: str, steps: int, out: dict[str, Any]) -> None:
         ws.send_json({"type": "render_edit", "scales": {"smile": 1.0}})
         more, edits = receive_until_frame(ws)
     out[sid] = (events + more, frames + edits)
-
-
-def receive_until_frame(ws: Any) -> tuple[list[dict], list[Frame]]:
-    events: list[dict] = []
-    for _ in range(100):
-        msg = ws.receive()
-        if msg.get("bytes") is not None:
-            return events, [Frame.decode(msg["bytes"])]
-        events.append(json.loads(msg["text"]))
-    raise AssertionError(f"no frame: {events[-3:]}")
 
 
 def test_eight_sessions_spread_over_replicas_and_keep_to_their_sockets(ray_cluster: Any) -> None:

@@ -6,7 +6,6 @@ CPU machines); ``benchmarks/gpu_check.sh`` runs them on a lent GPU."""
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 
@@ -20,7 +19,13 @@ from stylelens.checkpoints.native import load_generator
 from stylelens.checkpoints.preview_heads import load_preview_heads
 from stylelens.networks.stylegan2 import Generator
 from tests.formats import TINY_G
-from tests.test_api import new_session, receive_until, settings_for, upload
+from tests.test_api import (
+    new_session,
+    receive_until,
+    receive_until_frame,
+    settings_for,
+    upload,
+)
 
 # STYLELENS_CUDA_TESTS_ON=cpu runs them on the CPU instead: a check of the tests themselves
 # where no GPU is (the device-specific assertions then name the CPU).
@@ -166,15 +171,3 @@ def test_the_app_on_cuda_inverts_edits_and_commits(app_models: Path, tmp_path: P
             done = receive_until(ws, "done")[0][-1]
             png = client.get(done["result_url"])
             assert Image.open(io.BytesIO(png.content)).size == (32, 32)
-
-
-def receive_until_frame(ws) -> tuple[list[dict], list]:
-    from stylelens.sessions.protocol import Frame
-
-    events: list[dict] = []
-    for _ in range(100):
-        msg = ws.receive()
-        if msg.get("bytes") is not None:
-            return events, [Frame.decode(msg["bytes"])]
-        events.append(json.loads(msg["text"]))
-    raise AssertionError(events[-3:])
