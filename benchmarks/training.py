@@ -10,6 +10,8 @@ the SynthFaces renderer (``--data synthfaces``, 64 px and up) to include data lo
 
     python benchmarks/training.py --res 32,64                          # quick check
     python benchmarks/training.py --res 64,128,256 --small --write-docs
+    python benchmarks/training.py --res 64,256 --small --precision float32,bfloat16 \
+        --data synthfaces --write-docs
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ class RandomImages(torch.utils.data.Dataset[torch.Tensor]):
         return self.images[i]
 
 
-def bench(res: int, args: argparse.Namespace) -> dict:
+def bench(res: int, precision: str, args: argparse.Namespace) -> dict:
     config = TrainConfig(
         resolution=res,
+        precision=precision,
         batch=args.batch,
         channel_base=args.channel_base,
         channel_max=args.channel_max,
@@ -124,12 +127,22 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: auto)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="comma list of auto, float32, bfloat16 (a row each; bfloat16 on a CPU needs "
+        "AVX-512-BF16 or AMX)",
+    )
     p.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = p.parse_args()
     if args.small:
         args.channel_base, args.channel_max = SMALL["channel_base"], SMALL["channel_max"]
     torch.set_num_threads(args.threads)
-    results = [bench(int(r), args) for r in args.res.split(",")]
+    results = [
+        bench(int(r), precision, args)
+        for r in args.res.split(",")
+        for precision in args.precision.split(",")
+    ]
     device = resolve_device(args.device)
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else machine()
     body = (

@@ -195,9 +195,47 @@ def test_bad_freeze_options_are_refused():
         dataclasses.replace(TINY, freeze_g=("mapping", "synthesis"))
 
 
-def test_bfloat16_training_on_a_cpu_is_refused(tmp_path: Path):
-    with pytest.raises(TrainingError, match="needs CUDA"):
+def test_bfloat16_training_on_a_cpu_without_native_bf16_is_refused(tmp_path: Path, monkeypatch):
+    import stylelens.hardware
+
+    monkeypatch.setattr(stylelens.hardware, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(TrainingError, match="no native bfloat16"):
         run(dataclasses.replace(TINY, precision="bfloat16"), tmp_path / "run")
+
+
+def test_bfloat16_training_steps_keep_r1_and_path_length_finite(monkeypatch):
+    """bfloat16 autocast on the CPU (taken where the CPU has native bfloat16): every loss, R1
+    and the path-length penalty included, stays finite, and the weights stay float32."""
+    import math
+
+    import stylelens.hardware
+    from stylelens.training.loop import resolve_precision, train_step
+    from stylelens.training.state import start_state
+
+    monkeypatch.setattr(stylelens.hardware, "cpu_has_native_bf16", lambda: True)
+    cfg = dataclasses.replace(TINY, precision="bfloat16", r1_interval=2, pl_interval=2).resolved()
+    assert resolve_precision(cfg.precision, torch.device("cpu")) == "bfloat16"
+    state, _ = start_state(cfg, torch.device("cpu"))
+    real = torch.rand(cfg.batch, 3, cfg.resolution, cfg.resolution) * 2 - 1
+    reports = [train_step(state, real, precision="bfloat16") for _ in range(4)]
+    assert any(r.r1 is not None for r in reports) and any(r.pl is not None for r in reports)
+    for r in reports:
+        for v in dataclasses.asdict(r).values():
+            assert not isinstance(v, float) or math.isfinite(v), r
+    assert all(p.dtype == torch.float32 for p in state.G.parameters())
+
+
+def test_cpu_bf16_flags_are_read_from_cpuinfo(tmp_path: Path):
+    from stylelens.hardware import cpu_has_native_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu sse avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16(info)
+    info.write_text("processor : 0\nflags : fpu sse amx_tile amx_bf16\n")
+    assert cpu_has_native_bf16(info)
+    info.write_text("processor : 0\nflags : fpu sse avx512f\n")
+    assert not cpu_has_native_bf16(info)
+    assert not cpu_has_native_bf16(tmp_path / "missing")
 
 
 def test_config_round_trips_through_json():

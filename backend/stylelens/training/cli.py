@@ -66,7 +66,8 @@ def register(commands: Commands, settings: Settings) -> None:
     p.add_argument("--aug-p", type=float, help="augmentation probability per group (0.5)")
     add_device(p, settings)
     p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
-                   help="auto: bfloat16 autocast on CUDA, float32 on CPU")  # fmt: skip
+                   help="auto: bfloat16 autocast on CUDA, float32 on CPU; bfloat16 on a CPU "
+                   "with AVX-512-BF16 or AMX trains about 1.5x faster at 256 px")  # fmt: skip
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bar with img/s")  # fmt: skip
     p.set_defaults(func=cmd_train)
