@@ -167,10 +167,11 @@ def test_the_serve_application_serves_the_page_and_the_websocket(ray_cluster: An
     from ray import serve
     from websockets.sync.client import connect
 
+    from stylelens.api.app import create_app
     from stylelens.cluster.serve import ClusterOptions, application
 
     settings = ray_cluster.settings
-    app = application(settings, ClusterOptions(min_replicas=1, replica_cpus=0.5))
+    app = application(settings, ClusterOptions(min_replicas=1, replica_cpus=0.5), create_app)
     serve.run(app, name="stylelens", route_prefix="/")
     try:
         base = f"http://127.0.0.1:{ray_cluster.port}"

@@ -66,6 +66,7 @@ FORBIDDEN_IMPORTS = {
     "sessions": ("api", "jobs", "cluster"),
     "jobs": ("api", "cluster"),
     "api": ("cluster",),
+    "cluster": ("api",),  # the app's factory is handed in (cluster/serve.py)
     "checkpoints": ("api", "jobs", "training", "evaluation"),
     "networks": ("api", "jobs", "data", "training", "evaluation", "checkpoints"),
 }

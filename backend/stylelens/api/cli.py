@@ -144,6 +144,7 @@ def serve_cluster(settings: Settings, args: argparse.Namespace) -> None:
         raise StyleLensError(
             "cluster mode needs Ray Serve: pip install -e '.[cluster]' (see docs/cluster.md)"
         ) from None
+    from stylelens.api.app import create_app
     from stylelens.cluster.serve import ClusterOptions, run
 
     if args.replicas < 1:
@@ -157,4 +158,4 @@ def serve_cluster(settings: Settings, args: argparse.Namespace) -> None:
         replica_cpus=args.replica_cpus,
         replica_gpus=args.replica_gpus,
     )
-    run(settings, options, args.address)
+    run(settings, options, args.address, create_app)

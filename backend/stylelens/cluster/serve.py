@@ -3,9 +3,13 @@
 Two deployments: ``Models`` (``replica.ModelReplica``: one copy of the served models per
 replica; one GPU each when ``replica_gpus`` is 1, CPUs otherwise; autoscaled on ongoing
 requests, where a running inversion counts as one for its whole life) and ``StyleLens``, the
-ingress: the same FastAPI app as ``stylelens serve`` (``api.app.create_app``) with a
-``cluster.backend.ClusterBackend`` over the ``Models`` handle. Serve's proxy carries HTTP and
-websockets to it. One ingress replica: a session's sockets and its event stream meet there.
+ingress: the same FastAPI app as ``stylelens serve`` with a ``cluster.backend.ClusterBackend``
+over the ``Models`` handle. Serve's proxy carries HTTP and websockets to it. One ingress
+replica: a session's sockets and its event stream meet there.
+
+The app's factory (``api.app.create_app``) is handed in by the caller (``stylelens serve
+--cluster`` in ``api/cli.py``) and travels to the ingress replica by reference: this package
+sits below ``api/`` and never imports it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import dataclasses
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,17 +43,21 @@ class ClusterOptions:
     max_ongoing_requests: int = 64  # per replica (renders + jobs + inversions)
 
 
+# create_app(settings, backend=BackendFactory) -> the ASGI app
+AppFactory = Callable[..., Any]
+
+
 class Ingress:
     """The web app inside Serve (made an ingress deployment by :func:`application`)."""
 
-    def __init__(self, settings: dict[str, Any], models: Any) -> None:
+    def __init__(self, settings: dict[str, Any], models: Any, make_app: AppFactory) -> None:
         self.settings = Settings(**settings)
         self.models = models
+        self.make_app = make_app
 
     def __serve_build_asgi_app__(self) -> Any:
-        from stylelens.api.app import create_app
-
-        return create_app(self.settings, backend=functools.partial(ClusterBackend, self.models))
+        backend = functools.partial(ClusterBackend, self.models)
+        return self.make_app(self.settings, backend=backend)
 
 
 def portable(settings: Settings) -> dict[str, Any]:
@@ -93,8 +102,9 @@ def models_deployment(options: ClusterOptions) -> Any:
     )
 
 
-def application(settings: Settings, options: ClusterOptions) -> Any:
-    """The whole Serve application: the ingress bound to the model replicas."""
+def application(settings: Settings, options: ClusterOptions, make_app: AppFactory) -> Any:
+    """The whole Serve application: the ingress (``make_app``'s app) bound to the model
+    replicas."""
     from ray import serve
 
     config = portable(settings)
@@ -105,10 +115,12 @@ def application(settings: Settings, options: ClusterOptions) -> Any:
         ray_actor_options={"num_cpus": 0},
         max_ongoing_requests=1000,  # websockets are long requests
     )
-    return ingress.bind(config, models_deployment(options).bind(config))
+    return ingress.bind(config, models_deployment(options).bind(config), make_app)
 
 
-def run(settings: Settings, options: ClusterOptions, address: str | None) -> None:
+def run(
+    settings: Settings, options: ClusterOptions, address: str | None, make_app: AppFactory
+) -> None:
     """Deploy on the Ray cluster at ``address`` (None: ``RAY_ADDRESS``, else a local Ray
     instance on this machine) and serve on ``settings.host:settings.port`` until Ctrl+C."""
     import ray
@@ -123,15 +135,15 @@ def run(settings: Settings, options: ClusterOptions, address: str | None) -> Non
         http_options={"host": settings.host, "port": settings.port},
         detached=False,
     )
-    serve.run(application(settings, options), name=APP_NAME, route_prefix="/")
-    log.info(
-        "StyleLens cluster application on http://%s:%d (Ray at %s)",
-        settings.host,
-        settings.port,
-        ray.get_runtime_context().gcs_address,
-    )
-    print(f"serving on http://{settings.host}:{settings.port} (Ctrl+C stops)", flush=True)
-    try:
+    try:  # Ctrl+C while the application starts stops it as cleanly as once it runs
+        serve.run(application(settings, options, make_app), name=APP_NAME, route_prefix="/")
+        log.info(
+            "StyleLens cluster application on http://%s:%d (Ray at %s)",
+            settings.host,
+            settings.port,
+            ray.get_runtime_context().gcs_address,
+        )
+        print(f"serving on http://{settings.host}:{settings.port} (Ctrl+C stops)", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
