@@ -444,14 +444,13 @@ def _new_id() -> str:
 
 
 def _is_cancel(e: BaseException) -> bool:
+    """A cancelled call (Serve's RequestCancelledError is a TaskCancelledError)."""
+    import asyncio
     from concurrent.futures import CancelledError
 
     from ray.exceptions import TaskCancelledError
 
-    return isinstance(e, (TaskCancelledError, CancelledError)) or type(e).__name__ in (
-        "RequestCancelledError",
-        "CancelledError",
-    )
+    return isinstance(e, (TaskCancelledError, CancelledError, asyncio.CancelledError))
 
 
 def _lost(job: str, e: BaseException, *, step: int | None = None, kept: bool = False) -> Error:

@@ -76,7 +76,10 @@ class ModelReplica:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queues: dict[str, asyncio.Queue[Item]] = {}  # the worker's job id -> its items
-        self._closed: deque[str] = deque(maxlen=4096)  # jobs whose caller left
+        # Jobs whose caller left (their late items are dropped): a set to look up on every item,
+        # the deque to forget the oldest.
+        self._closed: set[str] = set()
+        self._closed_order: deque[str] = deque()
         self.worker: Worker = local_backend(self.settings, self.storage, self._route)
         self.worker.start()
         self.worker.ready.result()  # loaded and warmed up before Serve sends a request
@@ -219,7 +222,10 @@ class ModelReplica:
     def _forget(self, rid: str) -> None:
         with self._lock:
             self._queues.pop(rid, None)
-            self._closed.append(rid)
+            self._closed.add(rid)
+            self._closed_order.append(rid)
+            if len(self._closed_order) > 4096:
+                self._closed.discard(self._closed_order.popleft())
 
     def _route(self, session: str, item: Item) -> None:
         """The worker's emit (worker thread): to the queue of the call waiting for the job (an

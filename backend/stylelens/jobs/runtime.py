@@ -27,11 +27,14 @@ from stylelens.losses.perceptual import PerceptualLoss
 from stylelens.networks.preview import PreviewHeads
 from stylelens.networks.stylegan2 import Generator
 from stylelens.render import z_from_seed
-from stylelens.sessions.protocol import DirectionInfo, EditParams, InitKind, ModelInfo
-from stylelens.sessions.protocol import RestoreParams as RestoreParams
+from stylelens.sessions.protocol import (
+    DirectionInfo,
+    EditParams,
+    InitKind,
+    ModelInfo,
+    RestoreParams,
+)
 from stylelens.settings import Settings
-
-__all__ = ["Inversion", "InversionResult", "JobError", "ModelRuntime"]
 
 
 @dataclass

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from stylelens.errors import JobError, StyleLensError
+from stylelens.errors import StyleLensError
 from stylelens.inversion.protocol import StepReport
 from stylelens.jobs.regions import FoundRegion, SessionRegions
 from stylelens.jobs.runtime import Inversion, ModelRuntime
+from stylelens.latents import Latent
 from stylelens.render import to_uint8
 from stylelens.sessions.files import Saved, SessionFiles
 from stylelens.sessions.frames import Image8, encode_preview
@@ -135,8 +136,6 @@ class SessionModel:
 
     def commit(self, session: str, params: EditParams) -> Saved:
         """Render the edit at full resolution; store the PNG and the edited latent."""
-        from stylelens.latents import Latent
-
         base_id, latent = self.files.current_latent(session)
         ws, rendered = self.render(session, params)
         # With a region, the stored latent is the whole-face edit; the PNG is the local one.
@@ -240,6 +239,3 @@ class Runtimes:
     def forget(self, session: str) -> None:
         for rt in self.by_id.values():
             rt.forget(session)
-
-
-__all__ = ["JobError", "Runtimes", "Saved", "SessionModel"]

@@ -62,6 +62,7 @@ from stylelens.inversion.protocol import StepReport
 from stylelens.jobs.runtime import Inversion
 from stylelens.jobs.session_model import Runtimes
 from stylelens.sessions.backend import Emit
+from stylelens.sessions.files import Saved
 from stylelens.sessions.frames import Image8
 from stylelens.sessions.protocol import (
     Cancelled,
@@ -557,10 +558,8 @@ class Worker:
                     "other sessions to finish",
                 ),
             )
-        except JobError as e:
-            self._emit(job.session, Error(job=job.id, code=e.code, message=str(e)))  # type: ignore[arg-type]
         except (StyleLensError, ValueError) as e:
-            self._emit(job.session, Error(job=job.id, code="bad_request", message=str(e)))
+            self._emit(job.session, _error(job, e))
         except Exception as e:
             log.exception("job %s (%s) failed", job.id, job.kind)
             self._emit(
@@ -643,13 +642,7 @@ class Worker:
             self._drop_checkpoint(job)
             return False
         if job.kind == "use_latent":
-            saved = rt.use_latent(job.session, job.params)
-            self._emit(
-                job.session,
-                Done(
-                    job=job.id, kind="use_latent", latent=saved.latent, latent_url=saved.latent_url
-                ),
-            )
+            self._emit(job.session, _done(job, rt.use_latent(job.session, job.params)))
             return False
         if job.kind == "region":
             found = rt.region_preset(job.session, job.params)
@@ -668,10 +661,8 @@ class Worker:
             jobs = [job, *job.batch]
             images = rt.render_edits([(j.session, j.params) for j in jobs])
             for j, image in zip(jobs, images, strict=True):
-                if isinstance(image, JobError):
-                    self._emit(j.session, Error(job=j.id, code=image.code, message=str(image)))  # type: ignore[arg-type]
-                elif isinstance(image, StyleLensError):
-                    self._emit(j.session, Error(job=j.id, code="bad_request", message=str(image)))
+                if isinstance(image, StyleLensError):
+                    self._emit(j.session, _error(j, image))
                 else:
                     self._emit(j.session, self._frame(j, "edit", image))
             return False
@@ -679,24 +670,11 @@ class Worker:
             self._emit(job.session, Started(job=job.id, kind="random", total=1))
             saved, image = rt.random_face(job.session, job.params)
             self._emit(job.session, self._frame(job, "edit", image))
-            self._emit(
-                job.session,
-                Done(job=job.id, kind="random", latent=saved.latent, latent_url=saved.latent_url),
-            )
+            self._emit(job.session, _done(job, saved))
             return False
         if job.kind == "commit":
             self._emit(job.session, Started(job=job.id, kind="commit", total=1))
-            saved = rt.commit(job.session, job.params)
-            self._emit(
-                job.session,
-                Done(
-                    job=job.id,
-                    kind="commit",
-                    latent=saved.latent,
-                    latent_url=saved.latent_url,
-                    result_url=saved.result_url,
-                ),
-            )
+            self._emit(job.session, _done(job, rt.commit(job.session, job.params)))
             return False
         return self._invert_turn(job)
 
@@ -791,18 +769,27 @@ class Worker:
             return False
         saved = rt.finish_inversion(job.session, inv)
         job.inversion = None
-        self._emit(
-            job.session,
-            Done(
-                job=job.id,
-                kind="inversion",
-                latent=saved.latent,
-                latent_url=saved.latent_url,
-                result_url=saved.result_url,
-                metrics=saved.metrics,
-            ),
-        )
+        self._emit(job.session, _done(job, saved))
         return False
+
+
+def _done(job: Job, saved: Saved) -> Done:
+    """The ``done`` event of a job that left ``saved`` in its session."""
+    return Done(
+        job=job.id,
+        kind=job.kind,
+        latent=saved.latent,
+        latent_url=saved.latent_url,
+        result_url=saved.result_url,
+        metrics=saved.metrics,
+    )
+
+
+def _error(job: Job, e: Exception) -> Error:
+    """The error event of a job refused for what was asked of it (``JobError`` carries its
+    protocol code; any other StyleLensError or ValueError is ``bad_request``)."""
+    code = e.code if isinstance(e, JobError) else "bad_request"
+    return Error(job=job.id, code=code, message=str(e))  # type: ignore[arg-type]
 
 
 def _plain_step(job: Job) -> bool:
