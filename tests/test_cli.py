@@ -141,3 +141,22 @@ def test_help_groups_every_command(capsys) -> None:
     assert set(commands) <= listed, set(commands) - listed
     positions = [text.index(f"{title}:\n") for title in GROUPS.values()]
     assert positions == sorted(positions)  # the groups, in their order
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--replicas", "0"], "--replicas must be at least 1"),
+        (["--replicas", "3", "--max-replicas", "2"], "--max-replicas 2 is below --replicas 3"),
+        (["--replica-cpus", "0"], "--replica-cpus must be a positive number"),
+        (["--replica-cpus", "nan"], "--replica-cpus must be a positive number"),
+        (["--replica-gpus", "-1"], "--replica-gpus must be 0 or more"),
+        (["--replica-gpus", "inf"], "--replica-gpus must be 0 or more"),
+    ],
+)
+def test_serve_cluster_user_errors_exit_2(capsys, argv, message):
+    """Refused before Ray is started (nothing is deployed)."""
+    pytest.importorskip("ray.serve", reason="the cluster extra is not installed")
+    assert main(["serve", "--cluster", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stylelens serve: error:") and message in err

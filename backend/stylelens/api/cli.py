@@ -4,6 +4,7 @@ application over model replicas (``stylelens.cluster``)."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from stylelens.cli_args import Commands, add_device, add_model, add_models_dir
@@ -149,6 +150,11 @@ def serve_cluster(settings: Settings, args: argparse.Namespace) -> None:
 
     if args.replicas < 1:
         raise StyleLensError("--replicas must be at least 1")
+    if not (math.isfinite(args.replica_cpus) and args.replica_cpus > 0):
+        raise StyleLensError(f"--replica-cpus must be a positive number, got {args.replica_cpus}")
+    gpus = args.replica_gpus
+    if gpus is not None and not (math.isfinite(gpus) and gpus >= 0):
+        raise StyleLensError(f"--replica-gpus must be 0 or more, got {gpus}")
     most = args.max_replicas if args.max_replicas is not None else args.replicas
     if most < args.replicas:
         raise StyleLensError(f"--max-replicas {most} is below --replicas {args.replicas}")
