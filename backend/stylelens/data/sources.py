@@ -23,18 +23,27 @@ class TrainingData:
     summary: str  # one line for the log
 
 
-def open_dataset(source: str | Path, resolution: int) -> TrainingData:
+def open_dataset(
+    source: str | Path, resolution: int, *, param_latents: bool = False
+) -> TrainingData:
     """``"synthfaces"``: the procedural face stream (seeds 0 .. 999,999); anything else: a
-    folder of images (see ``ImageFolderDataset``).
+    folder of images (see ``ImageFolderDataset``). ``param_latents``: SynthFaces items are
+    ``(image, parameter latent)`` (``stylelens train --supervise``).
 
-    Raises DatasetError for a missing or empty folder, or an unsupported resolution.
+    Raises DatasetError for a missing or empty folder, an unsupported resolution, or
+    ``param_latents`` with a folder (photographs come without parameters).
     """
     check_resolution(resolution)
+    if param_latents and str(source) != SYNTHFACES:
+        raise DatasetError(
+            "--supervise needs --data synthfaces: it learns from each face's drawing "
+            "parameters, which a folder of images does not have"
+        )
     if str(source) == SYNTHFACES:
         from stylelens.data.synthfaces import SynthFacesDataset  # renders faces; import on use
 
         try:
-            faces = SynthFacesDataset(resolution)
+            faces = SynthFacesDataset(resolution, param_latents=param_latents)
         except ValueError as exc:
             raise DatasetError(str(exc)) from exc
         description = {"source": SYNTHFACES, "num_images": len(faces), "first_seed": 0}

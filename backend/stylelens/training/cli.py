@@ -38,6 +38,12 @@ _OPTIONS: dict[str, tuple[str, type, str]] = {
         "metrics row and checkpoint every N kimg (default: 1 on CPU, 10 on CUDA)",
     ),
     "--snapshot-kimg": ("snapshot_kimg", float, "sample grid every N kimg (default 10)"),
+    "--supervise": (
+        "supervise",
+        float,
+        "synthfaces only: weight of the loss that G, given a face's parameters as z, draws that "
+        "face (default 0: off; see stylelens fit-mapping)",
+    ),
     "--workers": ("num_workers", int, "data-loading processes (default: 2 on CUDA, 0 on CPU)"),
 }
 
@@ -97,6 +103,24 @@ def register(commands: Commands, settings: Settings) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the new blocks' weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model")
     p.set_defaults(func=cmd_grow)
+
+    p = commands.add(
+        "fit-mapping",
+        "training",
+        help="re-fit a SynthFaces model's mapping so that z holds the faces' parameters "
+        "(the warm start of stylelens train --supervise)",
+    )
+    p.add_argument("model", metavar="MODEL", help="model id or directory (with an encoder)")
+    p.add_argument("--id", required=True, dest="model_id", help="id of the new model")
+    p.add_argument("--models-dir", type=Path, default=settings.models_dir,
+                   help="one folder per model (default: %(default)s)")  # fmt: skip
+    p.add_argument("--images", type=int, default=12000, help="faces to fit on (default 12000)")
+    p.add_argument("--held-out", type=int, default=1000,
+                   help="further faces that measure the fit (default 1000)")  # fmt: skip
+    p.add_argument("--steps", type=int, default=4000, help="Adam steps (default 4000)")
+    p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate (default 0.1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model")
+    p.set_defaults(func=cmd_fit_mapping)
     encoder_cli.register(commands, settings)
     optimizer_cli.register(commands, settings)
 
@@ -164,7 +188,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         config = dataclasses.replace(base, **_overrides(args, base))
     except ValueError as exc:
         raise TrainingError(f"invalid option: {exc}") from exc
-    data = open_dataset(source, config.resolution)
+    data = open_dataset(source, config.resolution, param_latents=config.supervise > 0)
     try:
         state = train(config, run_dir=run_dir, data=data, resume=resume, progress=args.progress)
     except KeyboardInterrupt:
@@ -193,6 +217,23 @@ def cmd_grow(args: argparse.Namespace) -> None:
     parts = ",".join(frozen_parts(card.grown_from["resolution"]))  # type: ignore[attr-defined]
     print(f"train its new blocks with: stylelens train --data DATA --init {card.id} "
           f"--freeze-g {parts} --outdir RUN")  # fmt: skip
+
+
+def cmd_fit_mapping(args: argparse.Namespace) -> None:
+    import dataclasses as dc
+
+    from stylelens.training.supervise import fit_param_mapping, load_for_fit, write_param_model
+
+    source = _init_dir(args.model, args.models_dir)
+    G, encoder = load_for_fit(source)
+    fit = fit_param_mapping(G, encoder, images=args.images, held_out=args.held_out,
+                            steps=args.steps, lr=args.lr, log=print)  # fmt: skip
+    card = write_param_model(source, G, fit, model_id=args.model_id, models_dir=args.models_dir,
+                             overwrite=args.overwrite)  # fmt: skip
+    print(json.dumps(dc.asdict(fit), indent=2))
+    print(f"wrote {args.models_dir / card.id}")
+    print(f"train it with: stylelens train --data synthfaces --init {card.id} --supervise 10 "
+          "--outdir RUN")  # fmt: skip
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -65,6 +65,9 @@ class TrainConfig:
     init: str | None = None  # Model directory to start from (G, and D when it has one).
     freeze_d: int = 0  # FreezeD: D blocks kept fixed, counted from the image input.
     freeze_g: tuple[str, ...] = ()  # Generator parts kept fixed: "mapping", "b4", "b8", ...
+    # SynthFaces only: weight of the reconstruction loss of G drawing each real face from its
+    # parameters as z (stylelens.training.supervise); 0 turns the phase off.
+    supervise: float = 0.0
     # Bookkeeping and runtime.
     seed: int = 0
     tick_kimg: float | None = None  # Metrics row and checkpoint every N kimg; None: 1 on a
@@ -90,7 +93,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.batch is not None and self.batch < 1:
             raise ValueError(f"batch must be at least 1, got {self.batch}")
-        for name in ("kimg", "lr_g", "lr_d", "pl_weight"):
+        for name in ("kimg", "lr_g", "lr_d", "pl_weight", "supervise"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
         if (self.tick_kimg is not None and not self.tick_kimg > 0) or not self.snapshot_kimg > 0:

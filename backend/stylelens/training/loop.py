@@ -74,13 +74,14 @@ from stylelens.training.state import (
     start_state,
     update_ema,
 )
+from stylelens.training.supervise import reconstruction_loss, supervised_latents
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 SAMPLES_DIR = "samples"
 GRID_SEEDS = tuple(range(16))
 METRIC_COLUMNS = ("kimg", "images_per_s", "seconds", "tick_seconds", "loss_g", "loss_d",
-                  "r1", "pl", "d_real", "d_fake", "augment_p")  # fmt: skip
+                  "r1", "pl", "d_real", "d_fake", "augment_p", "recon")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------
@@ -111,7 +112,8 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 
 @dataclass(frozen=True)
 class StepReport:
-    """Losses of one minibatch; ``r1`` / ``pl`` are None when the lazy regulariser skipped it."""
+    """Losses of one minibatch; ``r1`` / ``pl`` are None when the lazy regulariser skipped it,
+    ``recon`` when the run has no supervised phase."""
 
     loss_g: float
     loss_d: float
@@ -119,6 +121,7 @@ class StepReport:
     d_fake: float  # mean D logit on generated images
     r1: float | None  # mean ||grad D(x)||^2
     pl: float | None  # mean path-length penalty
+    recon: float | None = None  # reconstruction loss of the supervised phase
 
 
 def _generate(
@@ -188,6 +191,21 @@ def _g_reg(state: TrainingState, batch: int, precision: str) -> float:
     return penalty.mean().item()
 
 
+def _g_supervised(
+    state: TrainingState, x: torch.Tensor, param_z: torch.Tensor, precision: str
+) -> float:
+    """G draws each real face from its parameters as z (``stylelens.training.supervise``),
+    weighted by ``config.supervise``; no style mixing, random noise. Returns the loss."""
+    _requires_grad(state.trainable_g, True)
+    G = state.G
+    z = supervised_latents(param_z, G.z_dim, generator=state.rng.latents).to(state.device)
+    with autocast(state.device, precision):
+        img = G.synthesis(G.mapping(z), noise_mode="random", generator=state.rng.noise)
+    loss = reconstruction_loss(img, x)
+    _optimise(state.opt_g, loss * state.config.supervise, state.trainable_g)
+    return loss.item()
+
+
 def _d_main(state: TrainingState, x: torch.Tensor, precision: str) -> tuple[float, float, float]:
     """Logistic loss for D on fresh fakes and the reals ``x``. Returns (loss, real, fake)."""
     _requires_grad(state.trainable_g, False)
@@ -215,14 +233,23 @@ def _d_reg(state: TrainingState, x: torch.Tensor, precision: str) -> float:
     return penalty.mean().item()
 
 
-def train_step(state: TrainingState, real: torch.Tensor, *, precision: str) -> StepReport:
-    """One minibatch: G main, G reg (every pl_interval), D main, D reg (every r1_interval),
-    each its own optimiser step as in stylegan2-ada-pytorch; then the EMA and the counters.
+def train_step(
+    state: TrainingState,
+    real: torch.Tensor,
+    *,
+    precision: str,
+    param_z: torch.Tensor | None = None,
+) -> StepReport:
+    """One minibatch: G main, G supervised (when ``config.supervise``), G reg (every
+    pl_interval), D main, D reg (every r1_interval), each its own optimiser step as in
+    stylegan2-ada-pytorch; then the EMA and the counters.
 
     Args:
         state: the run (modified in place).
         real: [N, 3, R, R] uint8 real images, N = the batch size.
         precision: "float32" or "bfloat16" (autocast of the forward passes).
+        param_z: [N, PARAM_DIMS] the real faces' parameter latents; needed when the config
+            supervises, ignored otherwise.
     """
     cfg = state.config
     assert cfg.r1_gamma is not None and cfg.ema_kimg is not None
@@ -230,6 +257,11 @@ def train_step(state: TrainingState, real: torch.Tensor, *, precision: str) -> S
     ops.assert_shape(real, [batch, 3, cfg.resolution, cfg.resolution], "real images")
     x = real.to(state.device, non_blocking=True).float() / 127.5 - 1  # [N, 3, R, R] in [-1, 1]
     loss_g = _g_main(state, batch, precision)
+    recon = None
+    if cfg.supervise > 0:
+        if param_z is None:
+            raise TrainingError("config.supervise needs the real faces' parameter latents")
+        recon = _g_supervised(state, x, param_z, precision)
     do_pl = cfg.pl_weight > 0 and state.step % cfg.pl_interval == 0
     pl = _g_reg(state, batch, precision) if do_pl else None
     loss_d, d_real, d_fake = _d_main(state, x, precision)
@@ -241,7 +273,8 @@ def train_step(state: TrainingState, real: torch.Tensor, *, precision: str) -> S
     state.cur_nimg += batch
     state.data_position += batch
     state.step += 1
-    return StepReport(loss_g=loss_g, loss_d=loss_d, d_real=d_real, d_fake=d_fake, r1=r1, pl=pl)
+    return StepReport(loss_g=loss_g, loss_d=loss_d, d_real=d_real, d_fake=d_fake, r1=r1, pl=pl,
+                      recon=recon)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------
@@ -358,6 +391,7 @@ def _summarise(reports: list[StepReport], state: TrainingState, seconds: float) 
         "d_real": mean([r.d_real for r in reports]),
         "d_fake": mean([r.d_fake for r in reports]),
         "augment_p": aug.p if aug is not None else 0.0,
+        "recon": mean([r.recon for r in reports]),
     }
 
 
@@ -518,13 +552,15 @@ def _run_ticks(
         while state.cur_nimg < total:
             tick_start_nimg, t0, reports = state.cur_nimg, time.perf_counter(), []
             while state.cur_nimg < min(tick_start_nimg + tick_nimg, total):
-                real = next(batches)
+                real, param_z = next(batches), None
+                if isinstance(real, (list, tuple)):  # (images, parameter latents)
+                    real, param_z = real
                 if tuple(real.shape[1:]) != (3, cfg.resolution, cfg.resolution):
                     raise TrainingError(
                         f"the dataset yields images of shape {list(real.shape[1:])}, "
                         f"training needs [3, {cfg.resolution}, {cfg.resolution}]"
                     )
-                reports.append(train_step(state, real, precision=precision))
+                reports.append(train_step(state, real, precision=precision, param_z=param_z))
                 bar.update(cfg.batch)
             if state.device.type == "cuda":
                 torch.cuda.synchronize(state.device)

@@ -16,6 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from stylelens.data.synthfaces.draw import MAX_RESOLUTION, MIN_RESOLUTION, render_face
+from stylelens.data.synthfaces.latent import param_latent
 from stylelens.data.synthfaces.params import labels_vector
 
 T = TypeVar("T")
@@ -25,12 +26,22 @@ class SynthFacesDataset(torch.utils.data.Dataset[torch.Tensor]):
     """Faces on the fly: item ``i`` is the face of seed ``first_seed + i``, uint8 [3, R, R].
 
     Map-style so a trainer can choose the order (and resume it exactly); with ``labels=True``
-    items are ``(image, float32 [len(ATTRIBUTES)])``.
+    items are ``(image, float32 [len(ATTRIBUTES)])``, with ``param_latents=True``
+    ``(image, float32 [PARAM_DIMS])``: the face's parameters as a standard-normal latent
+    (``stylelens.data.synthfaces.latent``).
     """
 
     def __init__(
-        self, resolution: int, *, first_seed: int = 0, length: int = 1_000_000, labels: bool = False
+        self,
+        resolution: int,
+        *,
+        first_seed: int = 0,
+        length: int = 1_000_000,
+        labels: bool = False,
+        param_latents: bool = False,
     ) -> None:
+        if labels and param_latents:
+            raise ValueError("choose labels or param_latents, not both")
         if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
             raise ValueError(
                 f"synthfaces resolution {resolution}: must be between "
@@ -42,6 +53,7 @@ class SynthFacesDataset(torch.utils.data.Dataset[torch.Tensor]):
             length,
             labels,
         )
+        self.with_param_latents = param_latents
 
     def __len__(self) -> int:
         return self.length
@@ -53,6 +65,8 @@ class SynthFacesDataset(torch.utils.data.Dataset[torch.Tensor]):
         tensor = torch.from_numpy(img).permute(2, 0, 1).contiguous()
         if self.with_labels:
             return tensor, torch.from_numpy(labels_vector(labels))
+        if self.with_param_latents:
+            return tensor, torch.from_numpy(param_latent(self.first_seed + i))
         return tensor
 
 

@@ -1,0 +1,199 @@
+"""Supervision from SynthFaces' parameters: the parameter latent (exactly N(0, 1), pure in the
+seed, invertible for the categoricals), the mapping warm start, and the trainer's supervised
+phase on tiny networks."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from stylelens.checkpoints import load_card, load_generator
+from stylelens.data.sources import open_dataset
+from stylelens.data.synthfaces import SynthFacesDataset, sample_params
+from stylelens.data.synthfaces.latent import PARAM_DIMS, PARAM_NAMES, beta_cdf, param_latent
+from stylelens.errors import DatasetError, TrainingError
+from stylelens.networks.stylegan2 import Generator, GeneratorConfig
+from stylelens.training.config import TrainConfig
+from stylelens.training.loop import METRICS_FILE, train, train_step
+from stylelens.training.state import start_state
+from stylelens.training.supervise import (
+    fit_param_mapping,
+    reconstruction_loss,
+    supervised_latents,
+    write_param_model,
+)
+
+SEEDS = range(3000)
+
+
+@pytest.fixture(scope="module")
+def latents() -> np.ndarray:
+    return np.stack([param_latent(s) for s in SEEDS])
+
+
+def test_every_parameter_dimension_is_standard_normal_and_independent(latents: np.ndarray):
+    assert latents.shape == (len(SEEDS), PARAM_DIMS) and len(PARAM_NAMES) == PARAM_DIMS
+    for i, name in enumerate(PARAM_NAMES):
+        column = latents[:, i]
+        # KS critical value at n = 3000, alpha = 0.001: 0.036
+        assert stats.kstest(column, "norm").statistic < 0.036, name
+    corr = np.corrcoef(latents.T) - np.eye(PARAM_DIMS)
+    assert np.abs(corr).max() < 0.09  # independent draws: |r| ~ 1/sqrt(3000) each
+
+
+def test_the_latent_is_pure_in_the_seed_and_keeps_the_parameters_readable(latents: np.ndarray):
+    assert np.array_equal(param_latent(17), latents[17])
+    assert param_latent(17) is not param_latent(17)  # a copy: callers may write to it
+    edges = {"hair_style": (0.3, 0.27, 0.1, 0.17, 0.16), "glasses": (0.6, 0.2, 0.2),
+             "beard": (0.6, 0.2, 0.2)}  # fmt: skip
+    for seed in range(200):
+        p, z = sample_params(seed), latents[seed]
+        for name, probs in edges.items():
+            u = stats.norm.cdf(z[PARAM_NAMES.index(name)])
+            assert np.searchsorted(np.cumsum(probs), u) == getattr(p, name), (seed, name)
+        smile = stats.norm.cdf(z[PARAM_NAMES.index("smile")]) * 2 - 1
+        assert smile == pytest.approx(p.smile, abs=1e-5)
+        yaw = z[PARAM_NAMES.index("yaw")]
+        if abs(p.yaw) < 30:
+            assert yaw * 13 == pytest.approx(p.yaw, abs=1e-4)
+        else:  # clipped at the bound: a draw from the tail beyond it, on its side
+            assert abs(yaw) >= 30 / 13 and np.sign(yaw) == np.sign(p.yaw)
+
+
+def test_beta_cdf_matches_the_incomplete_beta_function():
+    for a, b in [(0.9, 1.6), (2.5, 1.2), (1.1, 1.5), (5.0, 5.0)]:
+        for x in (0.0, 1e-6, 0.1, 0.37, 0.5, 0.81, 0.999, 1.0):
+            assert beta_cdf(x, a, b) == pytest.approx(stats.beta.cdf(x, a, b), abs=1e-10)
+
+
+def test_dataset_yields_images_with_their_parameter_latents():
+    faces = SynthFacesDataset(64, first_seed=5, param_latents=True)
+    img, z = faces[2]
+    assert img.dtype == torch.uint8 and img.shape == (3, 64, 64)
+    assert torch.equal(z, torch.from_numpy(param_latent(7)))
+    with pytest.raises(ValueError, match="not both"):
+        SynthFacesDataset(64, labels=True, param_latents=True)
+    with pytest.raises(DatasetError, match="needs --data synthfaces"):
+        open_dataset(Path(__file__).parent, 32, param_latents=True)
+
+
+def test_supervised_latents_and_the_reconstruction_loss():
+    pz = torch.randn(3, PARAM_DIMS)
+    z = supervised_latents(pz, 64, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (3, 64) and torch.equal(z[:, :PARAM_DIMS], pz)
+    with pytest.raises(ValueError, match="do not fit"):
+        supervised_latents(pz, 16)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert reconstruction_loss(x, x).item() == 0
+    y = (x + 0.1).requires_grad_(True)
+    loss = reconstruction_loss(y, x)
+    assert loss.item() == pytest.approx(0.2, rel=1e-4)  # 0.1 at full and at quarter size
+    loss.backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+
+
+class _PixelEncoder(torch.nn.Module):
+    """A stand-in encoder: a fixed random projection of the 8 x 8 image to w (a function of
+    the image alone, like a real encoder)."""
+
+    input_resolution = 8
+
+    def __init__(self, num_ws: int, w_dim: int) -> None:
+        super().__init__()
+        self.num_ws = num_ws
+        self.proj = torch.nn.Linear(3 * 8 * 8, w_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (4 * self.proj(x.flatten(1))).unsqueeze(1).repeat(1, self.num_ws, 1)
+
+
+TINY_G = GeneratorConfig(z_dim=64, w_dim=32, img_resolution=32, mapping_layers=2,
+                         channel_base=256, channel_max=32)  # fmt: skip
+
+
+def test_mapping_fit_predicts_held_out_encoder_latents_and_is_saved(
+    tmp_path: Path, models_dir: Path
+):
+    torch.manual_seed(0)
+    G = Generator(TINY_G)
+    synthesis = {k: v.clone() for k, v in G.synthesis.state_dict().items()}
+    encoder = _PixelEncoder(G.num_ws, G.w_dim)
+    fit = fit_param_mapping(G, encoder, images=400, held_out=100, steps=300, batch=64, lr=0.05)
+    assert fit.loss_last < fit.loss_first / 2
+    assert fit.r2_held_out > 0.1  # colours of an 8 x 8 image follow the parameters
+    for key, value in G.synthesis.state_dict().items():
+        assert torch.equal(value, synthesis[key]), key  # only the mapping moves
+    assert G.mapping.w_avg.abs().sum() > 0
+    source = tmp_path / "src"
+    from stylelens.checkpoints.native import ModelCard, SourceInfo, save_model
+
+    card = ModelCard(id="src", generator=TINY_G,
+                     source=SourceInfo(format="native", file="g", sha256="0"))  # fmt: skip
+    save_model(source, card, Generator(TINY_G).state_dict())
+    written = write_param_model(source, G, fit, model_id="src-params", models_dir=tmp_path)
+    loaded, _ = load_generator(tmp_path / "src-params")
+    for key, value in G.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value.float()), key
+    record = load_card(tmp_path / "src-params").model_dump()["param_mapping"]
+    assert written.id == "src-params" and record["from"] == "src"
+    assert record["r2_held_out"] == fit.r2_held_out and record["param_dims"] == PARAM_DIMS
+    with pytest.raises(TrainingError, match="at least 16"):
+        fit_param_mapping(G, encoder, images=4, held_out=1)
+
+
+SUPERVISED = TrainConfig(
+    resolution=64, batch=4, kimg=0.016, z_dim=64, w_dim=32, mapping_layers=2, channel_base=512,
+    channel_max=32, tick_kimg=0.008, snapshot_kimg=0.016, device="cpu", num_workers=0,
+    r1_interval=2, pl_interval=2, supervise=5.0,
+)  # fmt: skip
+
+
+def test_supervised_steps_lower_the_reconstruction_loss(tmp_path: Path):
+    state, _ = start_state(SUPERVISED.resolved(), torch.device("cpu"))
+    faces = SynthFacesDataset(64, param_latents=True)
+    batch = [faces[i] for i in range(4)]
+    real = torch.stack([b[0] for b in batch])
+    pz = torch.stack([b[1] for b in batch])
+    reports = [train_step(state, real, precision="float32", param_z=pz) for _ in range(12)]
+    assert all(r.recon is not None and math.isfinite(r.recon) for r in reports)
+    assert reports[-1].recon < reports[0].recon  # the same four faces, learned
+    with pytest.raises(TrainingError, match="parameter latents"):
+        train_step(state, real, precision="float32")
+    plain, _ = start_state(dataclasses.replace(SUPERVISED, supervise=0).resolved(),
+                           torch.device("cpu"))  # fmt: skip
+    assert train_step(plain, real, precision="float32").recon is None
+
+
+def test_a_supervised_run_logs_its_reconstruction_loss_and_resumes(tmp_path: Path):
+    data = open_dataset("synthfaces", 64, param_latents=True)
+    train(SUPERVISED, run_dir=tmp_path / "run", data=data, progress=False, log=print)
+    train(dataclasses.replace(SUPERVISED, kimg=0.024), run_dir=tmp_path / "run", data=data,
+          resume=True, progress=False, log=print)  # fmt: skip
+    with (tmp_path / "run" / METRICS_FILE).open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["kimg"] for r in rows] == ["0.008", "0.016", "0.024"]
+    assert all(math.isfinite(float(r["recon"])) for r in rows)
+    with pytest.raises(ValueError, match="supervise"):
+        TrainConfig(supervise=-1)
+
+
+def test_fit_mapping_command_refuses_a_model_without_an_encoder(models_dir: Path):
+    import argparse
+
+    from stylelens.cli_args import Commands
+    from stylelens.settings import Settings
+    from stylelens.training.cli import register
+
+    parser = argparse.ArgumentParser(prog="stylelens")
+    register(Commands(parser.add_subparsers(dest="command", required=True)), Settings())
+    args = parser.parse_args(["fit-mapping", "tiny-nvidia", "--id", "x",
+                              "--models-dir", str(models_dir)])  # fmt: skip
+    with pytest.raises(TrainingError, match="no encoder"):
+        args.func(args)
