@@ -197,3 +197,17 @@ def test_fit_mapping_command_refuses_a_model_without_an_encoder(models_dir: Path
                               "--models-dir", str(models_dir)])  # fmt: skip
     with pytest.raises(TrainingError, match="no encoder"):
         args.func(args)
+
+
+def test_mapping_lr_factor_gives_the_mapping_its_own_learning_rate():
+    cfg = dataclasses.replace(SUPERVISED, mapping_lr_factor=20.0).resolved()
+    state, _ = start_state(cfg, torch.device("cpu"))
+    groups = state.opt_g.param_groups
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(groups[0]["lr"] * 20)
+    mapping = {id(p) for p in state.G.mapping.parameters()}
+    assert {id(p) for p in groups[1]["params"]} == mapping
+    assert not mapping & {id(p) for p in groups[0]["params"]}
+    plain, _ = start_state(SUPERVISED.resolved(), torch.device("cpu"))
+    assert len(plain.opt_g.param_groups) == 1  # the default keeps NVIDIA's single group
+    with pytest.raises(ValueError, match="mapping_lr_factor"):
+        TrainConfig(mapping_lr_factor=0)

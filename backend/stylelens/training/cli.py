@@ -38,6 +38,11 @@ _OPTIONS: dict[str, tuple[str, type, str]] = {
         "metrics row and checkpoint every N kimg (default: 1 on CPU, 10 on CUDA)",
     ),
     "--snapshot-kimg": ("snapshot_kimg", float, "sample grid every N kimg (default 10)"),
+    "--mapping-lr-factor": (
+        "mapping_lr_factor",
+        float,
+        "the mapping network's learning rate relative to the rest of G (default 1)",
+    ),
     "--supervise": (
         "supervise",
         float,

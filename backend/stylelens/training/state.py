@@ -107,12 +107,23 @@ def freeze(module: nn.Module, prefixes: list[str]) -> list[nn.Parameter]:
 
 
 def _adam(
-    params: list[nn.Parameter], lr: float, config: TrainConfig, reg_interval: int | None
+    params: list[nn.Parameter],
+    lr: float,
+    config: TrainConfig,
+    reg_interval: int | None,
+    *,
+    faster: tuple[list[nn.Parameter], float] | None = None,
 ) -> torch.optim.Adam:
+    """Adam over ``params``; the parameters in ``faster[0]`` (a subset) get lr x faster[1]."""
     betas = config.betas
     if reg_interval is not None:  # a lazy regulariser adds a step every reg_interval batches
         lr, betas = lazy_regularisation(lr, betas, reg_interval)
-    return torch.optim.Adam(params, lr=lr, betas=betas, eps=config.eps)
+    fast, factor = faster or ([], 1.0)
+    fast_ids = {id(p) for p in fast}
+    groups: list[dict[str, Any]] = [{"params": [p for p in params if id(p) not in fast_ids]}]
+    if fast_ids:
+        groups.append({"params": [p for p in params if id(p) in fast_ids], "lr": lr * factor})
+    return torch.optim.Adam(groups, lr=lr, betas=betas, eps=config.eps)
 
 
 def _build_networks(
@@ -162,13 +173,15 @@ def start_state(
     trainable_g, trainable_d = freeze(G, g_prefixes), freeze(D, d_prefixes)
     pl_interval = config.pl_interval if config.pl_weight > 0 else None
     r1_interval = config.r1_interval if config.r1_gamma else None
+    factor = config.mapping_lr_factor
+    mapping = [p for p in G.mapping.parameters() if p.requires_grad] if factor != 1 else []
     state = TrainingState(
         config=config,
         device=device,
         G=G,
         D=D,
         G_ema=G_ema,
-        opt_g=_adam(trainable_g, config.lr_g, config, pl_interval),
+        opt_g=_adam(trainable_g, config.lr_g, config, pl_interval, faster=(mapping, factor)),
         opt_d=_adam(trainable_d, config.lr_d, config, r1_interval),
         trainable_g=trainable_g,
         trainable_d=trainable_d,
