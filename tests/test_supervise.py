@@ -97,6 +97,15 @@ def test_supervised_latents_and_the_reconstruction_loss():
     assert loss.item() == pytest.approx(0.2, rel=1e-4)  # 0.1 at full and at quarter size
     loss.backward()
     assert y.grad is not None and y.grad.abs().sum() > 0
+    # At a lower resolution only the local means count: texture with the right mean is free.
+    checker = x + 0.2 * (torch.arange(32).view(1, 1, 1, 32) % 2 * 2 - 1)
+    assert reconstruction_loss(checker, x, resolution=16).item() == pytest.approx(0, abs=1e-6)
+    assert reconstruction_loss(checker, x).item() > 0.1
+    assert reconstruction_loss(y, x, resolution=32).item() == pytest.approx(0.1, rel=1e-4)
+    with pytest.raises(ValueError, match="supervise_res"):
+        TrainConfig(resolution=64, supervise_res=128)
+    with pytest.raises(ValueError, match="supervise_res"):
+        TrainConfig(resolution=64, supervise_res=48)
 
 
 class _PixelEncoder(torch.nn.Module):
@@ -151,7 +160,7 @@ def test_mapping_fit_predicts_held_out_encoder_latents_and_is_saved(
 SUPERVISED = TrainConfig(
     resolution=64, batch=4, kimg=0.016, z_dim=64, w_dim=32, mapping_layers=2, channel_base=512,
     channel_max=32, tick_kimg=0.008, snapshot_kimg=0.016, device="cpu", num_workers=0,
-    r1_interval=2, pl_interval=2, supervise=5.0,
+    r1_interval=2, pl_interval=2, supervise=5.0, supervise_res=16,
 )  # fmt: skip
 
 

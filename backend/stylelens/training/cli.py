@@ -38,6 +38,11 @@ _OPTIONS: dict[str, tuple[str, type, str]] = {
         "metrics row and checkpoint every N kimg (default: 1 on CPU, 10 on CUDA)",
     ),
     "--snapshot-kimg": ("snapshot_kimg", float, "sample grid every N kimg (default 10)"),
+    "--supervise-res": (
+        "supervise_res",
+        int,
+        "compare the supervised faces only at this many px (default: full size plus a quarter)",
+    ),
     "--mapping-lr-factor": (
         "mapping_lr_factor",
         float,

@@ -68,6 +68,8 @@ class TrainConfig:
     # SynthFaces only: weight of the reconstruction loss of G drawing each real face from its
     # parameters as z (stylelens.training.supervise); 0 turns the phase off.
     supervise: float = 0.0
+    # The resolution the supervised phase compares at; None: full size plus a quarter of it.
+    supervise_res: int | None = None
     # Learning rate of the mapping network relative to the rest of G, on top of its equalised
     # lr multiplier (0.01): 1 as in NVIDIA's training; more lets a refitted mapping move.
     mapping_lr_factor: float = 1.0
@@ -96,6 +98,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.batch is not None and self.batch < 1:
             raise ValueError(f"batch must be at least 1, got {self.batch}")
+        sr = self.supervise_res
+        if sr is not None and (sr < 4 or sr > r or sr & (sr - 1)):
+            raise ValueError(f"supervise_res must be a power of two in [4, {r}], got {sr}")
         if not self.mapping_lr_factor > 0:
             raise ValueError(f"mapping_lr_factor must be positive, got {self.mapping_lr_factor}")
         for name in ("kimg", "lr_g", "lr_d", "pl_weight", "supervise"):

@@ -201,7 +201,7 @@ def _g_supervised(
     z = supervised_latents(param_z, G.z_dim, generator=state.rng.latents).to(state.device)
     with autocast(state.device, precision):
         img = G.synthesis(G.mapping(z), noise_mode="random", generator=state.rng.noise)
-    loss = reconstruction_loss(img, x)
+    loss = reconstruction_loss(img, x, resolution=state.config.supervise_res)
     _optimise(state.opt_g, loss * state.config.supervise, state.trainable_g)
     return loss.item()
 

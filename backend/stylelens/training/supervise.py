@@ -66,13 +66,24 @@ def supervised_latents(
     return torch.cat([param_z.float(), noise], dim=1)
 
 
-def reconstruction_loss(img: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error at full size plus at a quarter of it (images [N, 3, R, R] in
-    [-1, 1]). The quarter-size term weighs shape and colour over texture, which the parameters
-    do not decide (SynthFaces' texture seed stays in z's noise)."""
+def reconstruction_loss(
+    img: torch.Tensor, target: torch.Tensor, *, resolution: int | None = None
+) -> torch.Tensor:
+    """Mean absolute error of images [N, 3, R, R] in [-1, 1].
+
+    ``resolution`` None: at full size plus at a quarter of it (the quarter-size term weighs
+    shape and colour over texture). ``resolution`` r < R: only at r px (area-averaged), so
+    that the parameters teach layout, shape and colour, and the texture they do not decide
+    (SynthFaces' texture seed stays in z's noise) is left to the adversarial loss instead of
+    being pulled toward its blurred mean.
+    """
     img, target = img.float(), target.float()
+    size = img.shape[-1]
+    if resolution is not None and resolution < size:
+        k = size // resolution
+        return (F.avg_pool2d(img, k) - F.avg_pool2d(target, k)).abs().mean()
     full = (img - target).abs().mean()
-    if img.shape[-1] < 16:
+    if resolution is not None or size < 16:
         return full
     small = (F.avg_pool2d(img, 4) - F.avg_pool2d(target, 4)).abs().mean()
     return full + small
