@@ -498,7 +498,7 @@ def _start(
         card = load_card(Path(cfg.init))
         init_model = {"id": card.id, "name": card.name, "license": card.license,
                       "source": card.source.format}  # fmt: skip
-        for history in ("training", "grown_from"):  # how the init model was made, if known
+        for history in ("training", "grown_from", "param_mapping"):  # how it was made, if known
             if getattr(card, history, None) is not None:
                 init_model[history] = getattr(card, history)
     (run_dir / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
