@@ -12,12 +12,14 @@ noise, the z noise dimensions from a fixed seed). Reported per model:
 A model whose z does not hold the parameters (the shipped one before ``--supervise``) scores
 R² near or below 0: the numbers say how much of the parameter space the generator obeys.
 
-    python benchmarks/param_faces.py --models DIR [DIR ...] [--n 200] [--figure out.png]
+    python benchmarks/param_faces.py --models DIR [DIR ...] [--n 200] [--figure out.png] \
+        [--write-docs]     # the table into docs/training.md (section param-faces)
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import machine
+from common import ROOT, machine, write_docs
 
 from stylelens.checkpoints.attribute_net import load_attribute_net
 from stylelens.checkpoints.native import load_generator
@@ -103,19 +105,33 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, nargs="+", required=True)
+    parser.add_argument("--labels", nargs="+", help="column names (default: the model ids)")
     parser.add_argument("--attributes", type=Path, default=Path("models/attributes-synthfaces"))
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--figure", type=Path, help="real faces over generated ones, 8 seeds")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--write-docs", action="store_true", help="table into docs/training.md")
     args = parser.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     results = [measure(m, args.attributes, args.n) for m in args.models]
+    for r, label in zip(results, args.labels or [], strict=False):
+        r["model"] = label
     print(f"# {machine()}", file=sys.stderr)
     print(table(results))
     if args.figure:
         rows = [results[0]["pairs"][0]] + [r["pairs"][1] for r in results]
         image_grid([img for row in rows for img in row], cols=8).save(args.figure)
         print(f"wrote {args.figure}")
+    if args.write_docs:
+        names = ", ".join(args.labels or [f"`{m}`" for m in args.models])
+        head = (
+            f"Measured {datetime.date.today()} on {machine()} with `python benchmarks/"
+            f"param_faces.py --n {args.n}` ({names}): {args.n} held-out seeds from "
+            f"{FIRST_SEED:,}; pixel error in 0-255 steps; R² for continuous attributes, "
+            "accuracy for glasses, beard and hair style; the last column is the attribute "
+            "network on the real faces (its own error, the ceiling)."
+        )
+        write_docs("param-faces", f"{head}\n\n{table(results)}", ROOT / "docs" / "training.md")
     if args.json:
         clean = [{k: v for k, v in r.items() if k != "pairs"} for r in results]
         args.json.write_text(json.dumps({"machine": machine(), "results": clean}, indent=2))

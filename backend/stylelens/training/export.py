@@ -143,9 +143,9 @@ def export_run(
                 "in float32"
             )
         G_state, D_state = _half(G_state, FLOAT32_KEPT), _half(D_state)
-        storage = {"dtype": "float16", "float32": [f"{p}*" for p in FLOAT32_KEPT],
+        stored = {"dtype": "float16", "float32": [f"{p}*" for p in FLOAT32_KEPT],
                    "max_render_change_255": diff}  # fmt: skip
-        card = card.model_copy(update={"storage": storage})
+        card = card.model_copy(update={"storage": stored})
     save_model(models_dir / model_id, card, G_state, D_state, overwrite=overwrite)
     return card
 
