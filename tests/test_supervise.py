@@ -155,6 +155,11 @@ def test_mapping_fit_predicts_held_out_encoder_latents_and_is_saved(
     assert record["r2_held_out"] == fit.r2_held_out and record["param_dims"] == PARAM_DIMS
     with pytest.raises(TrainingError, match="at least 16"):
         fit_param_mapping(G, encoder, images=4, held_out=1)
+    for bad in ({"lr": float("nan")}, {"lr": float("inf")}, {"lr": -1.0}, {"steps": 0}):
+        with pytest.raises(TrainingError, match="positive number"):
+            fit_param_mapping(G, encoder, images=16, held_out=1, **bad)
+    with pytest.raises(TrainingError, match="diverged"):  # nothing non-finite is written
+        fit_param_mapping(G, encoder, images=16, held_out=1, steps=5, lr=1e30)
 
 
 SUPERVISED = TrainConfig(
@@ -206,6 +211,12 @@ def test_fit_mapping_command_refuses_a_model_without_an_encoder(models_dir: Path
                               "--models-dir", str(models_dir)])  # fmt: skip
     with pytest.raises(TrainingError, match="no encoder"):
         args.func(args)
+    for argv, message in ((["--id", "Bad Id"], "not a valid model id"),
+                          (["--id", "tiny-nvidia"], "exists")):  # fmt: skip
+        args = parser.parse_args(["fit-mapping", "tiny-nvidia", *argv,
+                                  "--models-dir", str(models_dir)])  # fmt: skip
+        with pytest.raises(TrainingError, match=message):
+            args.func(args)
 
 
 def test_mapping_lr_factor_gives_the_mapping_its_own_learning_rate():
@@ -218,5 +229,9 @@ def test_mapping_lr_factor_gives_the_mapping_its_own_learning_rate():
     assert not mapping & {id(p) for p in groups[0]["params"]}
     plain, _ = start_state(SUPERVISED.resolved(), torch.device("cpu"))
     assert len(plain.opt_g.param_groups) == 1  # the default keeps NVIDIA's single group
-    with pytest.raises(ValueError, match="mapping_lr_factor"):
-        TrainConfig(mapping_lr_factor=0)
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="mapping_lr_factor"):
+            TrainConfig(mapping_lr_factor=bad)
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="supervise"):
+            TrainConfig(supervise=bad)

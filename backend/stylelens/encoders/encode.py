@@ -18,12 +18,18 @@ def encode(encoder: torch.nn.Module, target: torch.Tensor) -> torch.Tensor:
     """
     if target.ndim != 4 or target.shape[0] != 1 or target.shape[1] != 3:
         raise ValueError(f"target must be [1, 3, H, W], got {list(target.shape)}")
-    size = int(getattr(encoder, "input_resolution"))  # noqa: B009  (a module attribute)
     device = next(encoder.parameters()).device
-    x = target.to(device).float()
+    ws = encoder(encoder_input(encoder, target.to(device)))  # [1, num_ws, w_dim]
+    return ws.float()
+
+
+def encoder_input(encoder: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Images [N, 3, H, W] in [-1, 1] resized to the encoder's ``input_resolution`` (area
+    filter when shrinking, bilinear when growing), float32, clamped to [-1, 1]."""
+    size = int(getattr(encoder, "input_resolution"))  # noqa: B009  (a module attribute)
+    x = images.float()
     if x.shape[-1] != size or x.shape[-2] != size:
         mode = "area" if x.shape[-1] > size else "bilinear"
         kw = {} if mode == "area" else {"align_corners": False}
         x = F.interpolate(x, size=(size, size), mode=mode, **kw)
-    ws = encoder(x.clamp(-1, 1))  # [1, num_ws, w_dim]
-    return ws.float()
+    return x.clamp(-1, 1)

@@ -232,9 +232,14 @@ def cmd_grow(args: argparse.Namespace) -> None:
 def cmd_fit_mapping(args: argparse.Namespace) -> None:
     import dataclasses as dc
 
+    from stylelens.checkpoints.native import is_valid_model_id
     from stylelens.training.supervise import fit_param_mapping, load_for_fit, write_param_model
 
     source = _init_dir(args.model, args.models_dir)
+    if not is_valid_model_id(args.model_id):  # refused before minutes of fitting, not after
+        raise TrainingError(f"{args.model_id!r} is not a valid model id (lowercase, digits, ._-)")
+    if (args.models_dir / args.model_id).exists() and not args.overwrite:
+        raise TrainingError(f"{args.models_dir / args.model_id} exists; pass --overwrite")
     G, encoder = load_for_fit(source)
     fit = fit_param_mapping(G, encoder, images=args.images, held_out=args.held_out,
                             steps=args.steps, lr=args.lr, log=print)  # fmt: skip

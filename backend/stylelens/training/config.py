@@ -101,11 +101,14 @@ class TrainConfig:
         sr = self.supervise_res
         if sr is not None and (sr < 4 or sr > r or sr & (sr - 1)):
             raise ValueError(f"supervise_res must be a power of two in [4, {r}], got {sr}")
-        if not self.mapping_lr_factor > 0:
-            raise ValueError(f"mapping_lr_factor must be positive, got {self.mapping_lr_factor}")
+        if not (self.mapping_lr_factor > 0 and math.isfinite(self.mapping_lr_factor)):
+            raise ValueError(
+                f"mapping_lr_factor must be a positive number, got {self.mapping_lr_factor}"
+            )
         for name in ("kimg", "lr_g", "lr_d", "pl_weight", "supervise"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a non-negative number, got {value}")
         if (self.tick_kimg is not None and not self.tick_kimg > 0) or not self.snapshot_kimg > 0:
             raise ValueError("tick_kimg and snapshot_kimg must be positive")
         if not 0 <= self.style_mixing_prob <= 1:

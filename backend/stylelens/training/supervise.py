@@ -112,19 +112,15 @@ def _encoder_targets(
 ) -> torch.Tensor:
     """The encoder's w (mean over its per-layer ws) for ``render_face(seed)``: [N, w_dim]."""
     from stylelens.data.synthfaces.draw import MIN_RESOLUTION, render_face
+    from stylelens.encoders.encode import encoder_input
 
     resolution = max(resolution, MIN_RESOLUTION)  # the encoder resizes to its input anyway
-    size = int(getattr(encoder, "input_resolution"))  # noqa: B009  (a module attribute)
     out = []
     with torch.no_grad():
         for i in range(0, len(seeds), batch):
             imgs = np.stack([render_face(s, resolution)[0] for s in seeds[i : i + batch]])
             x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
-            if x.shape[-1] > size:
-                x = F.interpolate(x, size=(size, size), mode="area")
-            elif x.shape[-1] < size:
-                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-            out.append(encoder(x).float().mean(dim=1))
+            out.append(encoder(encoder_input(encoder, x)).float().mean(dim=1))
     return torch.cat(out)
 
 
@@ -163,6 +159,11 @@ def fit_param_mapping(
         raise TrainingError(f"z_dim {G.z_dim} is smaller than the {PARAM_DIMS} parameters")
     if images < 16 or held_out < 1:
         raise TrainingError("fit the mapping on at least 16 images with at least 1 held out")
+    if steps < 1 or batch < 1 or not (lr > 0 and math.isfinite(lr)):
+        raise TrainingError(
+            f"steps and batch must be at least 1 and lr a positive number "
+            f"(got steps {steps}, batch {batch}, lr {lr})"
+        )
     t0 = time.perf_counter()
     seeds = list(range(first_seed, first_seed + images + held_out))
     say(f"encoding {len(seeds)} SynthFaces faces")
@@ -193,6 +194,8 @@ def fit_param_mapping(
         if step % 500 == 0 or step == steps - 1:
             say(f"step {step}: loss {last:.5f}")
     mapping.requires_grad_(False)
+    if not all(torch.isfinite(p).all() for p in weights):
+        raise TrainingError(f"the mapping fit diverged (lr {lr}); try a smaller --lr")
     with torch.no_grad():
         pred = mapping(supervised_latents(train_p, G.z_dim, generator=rng))[:, 0]
         pred_test = mapping(supervised_latents(test_p, G.z_dim, generator=rng))[:, 0]
