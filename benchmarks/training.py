@@ -61,6 +61,7 @@ def bench(res: int, precision: str, args: argparse.Namespace) -> dict:
         channel_max=args.channel_max,
         augment=AugmentConfig() if args.aug else None,
         pl_weight=args.pl_weight,
+        channels_last=args.channels_last,
         device=args.device,
         num_workers=args.workers,
         tick_kimg=args.batch * args.steps / 1000,
@@ -124,6 +125,8 @@ def main() -> None:
     p.add_argument("--data", choices=["random", "synthfaces"], default="random")
     p.add_argument("--aug", action="store_true", help="with the default augmentation")
     p.add_argument("--pl-weight", type=float, default=2.0, help="0 turns path length off")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="networks channels-last (default, as stylelens train)")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: auto)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
@@ -149,7 +152,8 @@ def main() -> None:
         f"Measured {datetime.date.today().isoformat()} on {hardware}. "
         f"Median img/s of {args.ticks} ticks of {args.steps} minibatches after {args.warmup} "
         f"warm-up tick(s); data: {args.data}; path length {'on' if args.pl_weight else 'off'}, "
-        f"augmentation {'on' if args.aug else 'off'}.\n\n" + table(results)
+        f"augmentation {'on' if args.aug else 'off'}, "
+        f"{'channels-last' if args.channels_last else 'NCHW'}.\n\n" + table(results)
     )
     print("\n" + body)
     if args.write_docs:

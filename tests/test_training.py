@@ -132,6 +132,25 @@ def test_resume_continues_bit_for_bit(tmp_path: Path):
     assert [r["kimg"] for r in metrics(tmp_path / "split")] == ["0.008", "0.016", "0.024", "0.032"]
 
 
+def test_channels_last_is_the_same_training_up_to_rounding(tmp_path: Path):
+    # Two runs of the same 4 steps (every phase fires), one channels-last (the default), one
+    # NCHW: the networks hold the same numbers up to float32 rounding, and only the memory
+    # format differs. A layout mistake in any op would show as an O(1) difference.
+    nhwc = run(TINY, tmp_path / "nhwc")
+    nchw = run(dataclasses.replace(TINY, channels_last=False), tmp_path / "nchw")
+    weight = nhwc.G.synthesis.b32.conv0.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert nchw.G.synthesis.b32.conv0.weight.is_contiguous()
+    for name in ("G", "D", "G_ema"):
+        sa, sb = getattr(nhwc, name).state_dict(), getattr(nchw, name).state_dict()
+        for key in sa:
+            assert torch.allclose(sa[key], sb[key], rtol=1e-3, atol=1e-5), f"{name}.{key}"
+    # ... and a run may switch it on resume (it does not enter the maths)
+    state = run(dataclasses.replace(TINY, kimg=0.024, channels_last=False), tmp_path / "nhwc",
+                resume=True)  # fmt: skip
+    assert state.cur_nimg == 24 and state.G.synthesis.b32.conv0.weight.is_contiguous()
+
+
 def test_resume_with_a_different_config_names_the_differences(tmp_path: Path):
     one_step = dataclasses.replace(TINY, kimg=0.004)
     run(one_step, tmp_path / "run")
@@ -350,8 +369,11 @@ def test_export_writes_a_model_that_renders_like_g_ema(tmp_path: Path):
     card = export_run(tmp_path / "run", model_id="tiny-trained", models_dir=tmp_path / "models")
     G, loaded = load_generator(tmp_path / "models" / "tiny-trained")
     z = torch.cat([z_from_seed(s, 32) for s in range(3)])
+    # The run kept G_ema channels-last (TrainConfig.channels_last); the exported weights are
+    # the same numbers, which in the same memory format render the same image bit for bit.
+    G_ema = state.G_ema.to(memory_format=torch.contiguous_format)
     with torch.no_grad():
-        assert torch.equal(G(z), state.G_ema(z))
+        assert torch.equal(G(z), G_ema(z))
     training = loaded.model_dump()["training"]
     assert training["kimg"] == 0.008 and training["data"]["source"] == "blobs"
     assert training["hardware"] and training["metrics"]["kimg"] == 0.008

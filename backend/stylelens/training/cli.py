@@ -84,6 +84,9 @@ def register(commands: Commands, settings: Settings) -> None:
     p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None,
                    help="auto: bfloat16 autocast on CUDA, float32 on CPU; bfloat16 on a CPU "
                    "with AVX-512-BF16 or AMX trains about 1.5x faster at 256 px")  # fmt: skip
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="networks in the channels-last memory format (default: on; the same "
+                   "maths, 1.2-1.5x faster on a CPU)")  # fmt: skip
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bar with img/s")  # fmt: skip
     p.set_defaults(func=cmd_train)
@@ -151,6 +154,8 @@ def _overrides(args: argparse.Namespace, base: Any) -> dict[str, Any]:
         out["freeze_g"] = tuple(s.strip() for s in args.freeze_g.split(",") if s.strip())
     if args.precision is not None:
         out["precision"] = args.precision
+    if args.channels_last is not None:
+        out["channels_last"] = args.channels_last
     if args.aug is False:
         out["augment"] = None
     elif args.aug or args.aug_p is not None:

@@ -169,6 +169,9 @@ def start_state(
         G, D, notes = _build_networks(config, init)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     G, D, G_ema = G.to(device).train(), D.to(device).train(), G_ema.to(device)
+    if config.channels_last:
+        for net in (G, D, G_ema):  # (Module.to's typed overloads omit memory_format)
+            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     g_prefixes, d_prefixes = frozen_prefixes(config, D)
     trainable_g, trainable_d = freeze(G, g_prefixes), freeze(D, d_prefixes)
     pl_interval = config.pl_interval if config.pl_weight > 0 else None
