@@ -7,6 +7,7 @@ import argparse
 import csv
 import dataclasses
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +150,37 @@ def test_channels_last_is_the_same_training_up_to_rounding(tmp_path: Path):
     state = run(dataclasses.replace(TINY, kimg=0.024, channels_last=False), tmp_path / "nhwc",
                 resume=True)  # fmt: skip
     assert state.cur_nimg == 24 and state.G.synthesis.b32.conv0.weight.is_contiguous()
+
+
+@pytest.mark.slow  # compiling a tiny G and D takes about a minute on 2 cores
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs g++")
+def test_compiled_training_is_the_same_training_up_to_rounding(tmp_path: Path):
+    # G main, the supervised-free phases and D main run compiled, R1 and path length eager;
+    # the noise is drawn before the network, so the random streams match the eager run's.
+    eager = run(TINY, tmp_path / "eager")
+    compiled = run(dataclasses.replace(TINY, compile=True), tmp_path / "compiled")
+    assert compiled.fast_D is not compiled.D and eager.fast_D is eager.D
+    for name in ("G", "D", "G_ema"):
+        sa, sb = getattr(compiled, name).state_dict(), getattr(eager, name).state_dict()
+        for key in sa:
+            assert torch.allclose(sa[key], sb[key], rtol=1e-3, atol=1e-5), f"{name}.{key}"
+    for key, value in compiled.rng.state_dict().items():
+        assert torch.equal(value, eager.rng.state_dict()[key]), key
+
+
+def test_compile_without_a_cpp_compiler_is_refused_before_training(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(TrainingError, match="C\\+\\+ compiler"):
+        run(dataclasses.replace(TINY, compile=True), tmp_path / "run")
+
+
+def test_random_noise_draws_what_the_layers_draw():
+    G = start_state(TINY.resolved(), torch.device("cpu"))[0].G
+    ws = G.mapping(torch.randn(3, G.z_dim))
+    drawn = G.synthesis(ws, noise_mode="random", generator=torch.Generator().manual_seed(5))
+    noise = G.synthesis.random_noise(3, generator=torch.Generator().manual_seed(5))
+    assert list(noise) == list(G.synthesis.noise_layers())
+    assert torch.equal(G.synthesis(ws, noise=noise), drawn)
 
 
 def test_resume_with_a_different_config_names_the_differences(tmp_path: Path):

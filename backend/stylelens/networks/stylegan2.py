@@ -310,6 +310,23 @@ class SynthesisNetwork(nn.Module):
             for name in b.layer_names()
         }
 
+    def random_noise(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Per-layer noise maps for ``n`` images, drawn in synthesis order: passed as ``noise``
+        they give the image ``noise_mode="random"`` gives with the same ``generator`` state,
+        with no random draw inside the network (so ``torch.compile`` sees one graph)."""
+        return {
+            name: torch.randn(
+                (n, 1, layer.resolution, layer.resolution), device=device, generator=generator
+            )
+            for name, layer in self.noise_layers().items()
+        }
+
     def iter_blocks(
         self,
         ws: torch.Tensor,

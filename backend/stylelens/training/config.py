@@ -23,9 +23,9 @@ Precision = Literal["auto", "float32", "bfloat16"]
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 1024
 # Fields a resumed run may change: they do not enter the maths (kimg only moves the end).
-# channels_last changes the rounding only, as a change of device does.
+# channels_last and compile change the rounding only, as a change of device does.
 RESUMABLE_FIELDS = frozenset(
-    {"kimg", "tick_kimg", "snapshot_kimg", "device", "num_workers", "channels_last"}
+    {"kimg", "tick_kimg", "snapshot_kimg", "device", "num_workers", "channels_last", "compile"}
 )
 # Fields where None means "auto" (elsewhere None means "off": conv_clamp, ema_rampup, augment).
 AUTO_FIELDS = ("batch", "channel_base", "mbstd_group_size", "r1_gamma", "ema_kimg", "tick_kimg",
@@ -86,6 +86,10 @@ class TrainConfig:
     # G, D and G_ema in the channels-last (NHWC) memory format: the same maths, convolutions
     # 1.2-1.5x faster on a CPU (benchmarks/training_options.py); False: NCHW.
     channels_last: bool = True
+    # torch.compile the synthesis network and D for G main, the supervised phase and D main
+    # (R1 and path length differentiate a gradient and stay eager); compiling takes a minute
+    # or more at the start of a session. A CPU needs a C++ compiler.
+    compile: bool = False
     # DataLoader worker processes; the data order does not depend on it. None: 2 on CUDA, 0 on
     # a CPU, where workers would compete with the training threads for the same cores.
     num_workers: int | None = None

@@ -129,7 +129,8 @@ def _generate(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """n images with style mixing and random noise: (img [n, 3, R, R], ws [n, num_ws, w_dim]).
 
-    ``ws_grad`` makes ws differentiable even when the mapping network is frozen (path length).
+    ``ws_grad`` makes ws differentiable even when the mapping network is frozen (path length,
+    whose double backward runs the eager network; the other phases may run a compiled one).
     """
     cfg, G, dev = state.config, state.G, state.device
     z = torch.randn(n, G.z_dim, generator=state.rng.latents).to(dev)
@@ -143,14 +144,16 @@ def _generate(
             ws = mix_styles(ws, G.mapping(z2), cutoff)
     if ws_grad and not ws.requires_grad:
         ws = ws.detach().requires_grad_(True)
-    img = G.synthesis(ws, noise_mode="random", generator=state.rng.noise)
-    return img, ws
+    noise = G.synthesis.random_noise(n, generator=state.rng.noise, device=dev)
+    synthesis = G.synthesis if ws_grad else state.fast_synthesis
+    return synthesis(ws, noise=noise), ws
 
 
-def _discriminate(state: TrainingState, img: torch.Tensor) -> torch.Tensor:
+def _discriminate(state: TrainingState, img: torch.Tensor, *, eager: bool = False) -> torch.Tensor:
+    """D's logits [N, 1] (after augmentation); ``eager`` for R1's double backward."""
     if state.config.augment is not None:
         img = augment(img, state.config.augment, generator=state.rng.augment)
-    return state.D(img)  # [N, 1]
+    return state.D(img) if eager else state.fast_D(img)
 
 
 def _optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[Any]) -> None:
@@ -199,8 +202,9 @@ def _g_supervised(
     _requires_grad(state.trainable_g, True)
     G = state.G
     z = supervised_latents(param_z, G.z_dim, generator=state.rng.latents).to(state.device)
+    noise = G.synthesis.random_noise(len(z), generator=state.rng.noise, device=state.device)
     with autocast(state.device, precision):
-        img = G.synthesis(G.mapping(z), noise_mode="random", generator=state.rng.noise)
+        img = state.fast_synthesis(G.mapping(z), noise=noise)
     loss = reconstruction_loss(img, x, resolution=state.config.supervise_res)
     _optimise(state.opt_g, loss * state.config.supervise, state.trainable_g)
     return loss.item()
@@ -226,7 +230,7 @@ def _d_reg(state: TrainingState, x: torch.Tensor, precision: str) -> float:
     assert cfg.r1_gamma is not None
     x_in = x.detach().requires_grad_(True)
     with autocast(state.device, precision):
-        logits = _discriminate(state, x_in)
+        logits = _discriminate(state, x_in, eager=True)
     penalty = r1_penalty(logits, x_in)
     _optimise(state.opt_d, r1_loss(penalty, gamma=cfg.r1_gamma, interval=cfg.r1_interval),
               state.trainable_d)  # fmt: skip

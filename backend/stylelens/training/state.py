@@ -12,9 +12,11 @@ import contextlib
 import copy
 import os
 import random
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -82,6 +84,29 @@ class TrainingState:
     data_position: int = 0  # index into the endless per-epoch-shuffled data order
     seconds: float = 0.0  # training time of the sessions before this one
     hardware: list[str] = field(default_factory=list)  # every machine the run has used
+    # G.synthesis and D as the phases without a double backward run them (G main, the
+    # supervised phase, D main): torch.compile'd when config.compile, else the modules.
+    fast_synthesis: Callable[..., torch.Tensor] = field(default=None, repr=False)  # type: ignore[assignment]
+    fast_D: Callable[..., torch.Tensor] = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        compiled = self.config.compile
+        if self.fast_synthesis is None:
+            self.fast_synthesis = _compiled(self.G.synthesis) if compiled else self.G.synthesis
+        if self.fast_D is None:
+            self.fast_D = _compiled(self.D) if compiled else self.D
+
+
+def _compiled(module: nn.Module) -> Callable[..., torch.Tensor]:
+    """``torch.compile`` of ``module``, sharing its parameters. A CPU needs a C++ compiler."""
+    if next(module.parameters()).device.type == "cpu" and not (
+        shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    ):
+        raise TrainingError(
+            "compile on a CPU needs a C++ compiler (g++), and none was found; install one "
+            "(apt-get install g++) or train without --compile"
+        )
+    return cast(Callable[..., torch.Tensor], torch.compile(module))
 
 
 def frozen_prefixes(config: TrainConfig, D: Discriminator) -> tuple[list[str], list[str]]:
