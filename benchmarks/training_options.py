@@ -23,13 +23,11 @@ gradient (double backward), which compiled graphs do not support, so they stay e
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 import torch
 from common import ROOT, machine, write_docs
@@ -49,7 +47,7 @@ class Variant:
     name: str
     precision: str = "bfloat16"
     channels_last: bool = False  # TrainConfig.channels_last
-    compile: bool = False
+    compile: bool = False  # TrainConfig.compile
     batch: int = 8
 
 
@@ -86,6 +84,7 @@ class Bench:
         config = TrainConfig(
             **architecture_of(card.generator, card.discriminator), init=str(model_dir),
             batch=variant.batch, precision=variant.precision, channels_last=variant.channels_last,
+            compile=variant.compile,
             supervise=5, supervise_res=64, mapping_lr_factor=20,  # the second generation's
         ).resolved()  # fmt: skip
         self.state: TrainingState = start_state(config, torch.device("cpu"))[0]
@@ -94,37 +93,10 @@ class Bench:
         real = torch.randint(0, 256, (variant.batch, 3, r, r), generator=g, dtype=torch.uint8)
         self.x = real.float() / 127.5 - 1
         self.param_z = torch.randn(variant.batch, PARAM_DIMS, generator=g)
-        self.compiled: tuple[torch.nn.Module, torch.nn.Module] | None = None
-        if variant.compile:  # torch.compile of a module is a module sharing its parameters
-            self.compiled = (
-                cast(torch.nn.Module, torch.compile(self.state.G.synthesis)),
-                cast(torch.nn.Module, torch.compile(self.state.D)),
-            )
-
-    @contextlib.contextmanager
-    def _compiled(self) -> Iterator[None]:
-        """G main and D main through the compiled synthesis network and D."""
-        if self.compiled is None:
-            yield
-            return
-        G, D = self.state.G, self.state.D
-        G._modules["synthesis"], self.state.D = self.compiled
-        try:
-            yield
-        finally:
-            G._modules["synthesis"], self.state.D = G.synthesis._orig_mod, D  # type: ignore[union-attr]
 
     def phase(self, name: str) -> Callable[[], object]:
         s, p, x = self.state, self.v.precision, self.x
         b = self.v.batch
-
-        def g_main() -> object:
-            with self._compiled():
-                return _g_main(s, b, p)
-
-        def d_main() -> object:
-            with self._compiled():
-                return _d_main(s, x, p)
 
         def ema() -> None:
             beta = ema_beta(batch=b, cur_nimg=10**6, ema_kimg=s.config.ema_kimg or 1,
@@ -132,10 +104,10 @@ class Bench:
             update_ema(s.G_ema, s.G, beta)
 
         return {
-            "g_main": g_main,
+            "g_main": lambda: _g_main(s, b, p),
             "g_sup": lambda: _g_supervised(s, x, self.param_z, p),
             "g_pl": lambda: _g_reg(s, b, p),
-            "d_main": d_main,
+            "d_main": lambda: _d_main(s, x, p),
             "d_r1": lambda: _d_reg(s, x, p),
             "ema": ema,
         }[name]

@@ -30,6 +30,7 @@ from stylelens.checkpoints.native import (
 )
 from stylelens.errors import TrainingError
 from stylelens.networks.discriminator import Discriminator
+from stylelens.networks.runtime import compiled
 from stylelens.networks.stylegan2 import Generator
 from stylelens.training.config import TrainConfig, architecture_of
 from stylelens.training.loss import lazy_regularisation
@@ -90,11 +91,11 @@ class TrainingState:
     fast_D: Callable[..., torch.Tensor] = field(default=None, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        compiled = self.config.compile
+        compile_ = self.config.compile
         if self.fast_synthesis is None:
-            self.fast_synthesis = _compiled(self.G.synthesis) if compiled else self.G.synthesis
+            self.fast_synthesis = _compiled(self.G.synthesis) if compile_ else self.G.synthesis
         if self.fast_D is None:
-            self.fast_D = _compiled(self.D) if compiled else self.D
+            self.fast_D = _compiled(self.D) if compile_ else self.D
 
 
 def _compiled(module: nn.Module) -> Callable[..., torch.Tensor]:
@@ -106,7 +107,7 @@ def _compiled(module: nn.Module) -> Callable[..., torch.Tensor]:
             "compile on a CPU needs a C++ compiler (g++), and none was found; install one "
             "(apt-get install g++) or train without --compile"
         )
-    return cast(Callable[..., torch.Tensor], torch.compile(module))
+    return cast(Callable[..., torch.Tensor], compiled(module, True))
 
 
 def frozen_prefixes(config: TrainConfig, D: Discriminator) -> tuple[list[str], list[str]]:
