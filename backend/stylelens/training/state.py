@@ -87,15 +87,14 @@ class TrainingState:
     hardware: list[str] = field(default_factory=list)  # every machine the run has used
     # G.synthesis and D as the phases without a double backward run them (G main, the
     # supervised phase, D main): torch.compile'd when config.compile, else the modules.
-    fast_synthesis: Callable[..., torch.Tensor] = field(default=None, repr=False)  # type: ignore[assignment]
-    fast_D: Callable[..., torch.Tensor] = field(default=None, repr=False)  # type: ignore[assignment]
+    fast_synthesis: Callable[..., torch.Tensor] = field(init=False, repr=False)
+    fast_D: Callable[..., torch.Tensor] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        compile_ = self.config.compile
-        if self.fast_synthesis is None:
-            self.fast_synthesis = _compiled(self.G.synthesis) if compile_ else self.G.synthesis
-        if self.fast_D is None:
-            self.fast_D = _compiled(self.D) if compile_ else self.D
+        if self.config.compile:
+            self.fast_synthesis, self.fast_D = _compiled(self.G.synthesis), _compiled(self.D)
+        else:
+            self.fast_synthesis, self.fast_D = self.G.synthesis, self.D
 
 
 def _compiled(module: nn.Module) -> Callable[..., torch.Tensor]:
