@@ -129,6 +129,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
     p.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = p.parse_args()
+    if args.rounds < 1 or args.warmup < 0:
+        p.error("--rounds must be at least 1 and --warmup at least 0")
     names = args.variants.split(",")
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:

@@ -20,10 +20,10 @@ from stylelens.checkpoints import load_card, load_discriminator, load_generator
 from stylelens.cli_args import Commands
 from stylelens.data.folder import ImageFolderDataset
 from stylelens.data.sources import TrainingData, open_dataset
-from stylelens.errors import DatasetError, TrainingError
+from stylelens.errors import DatasetError, StyleLensError, TrainingError
 from stylelens.networks import ops
 from stylelens.networks.discriminator import Discriminator
-from stylelens.render import to_uint8, z_from_seed
+from stylelens.render import render_seeds, to_uint8, z_from_seed
 from stylelens.settings import Settings
 from stylelens.training import loss
 from stylelens.training.augment import TRANSFORMS, AugmentConfig, augment
@@ -170,8 +170,12 @@ def test_compiled_training_is_the_same_training_up_to_rounding(tmp_path: Path):
 
 def test_compile_without_a_cpp_compiler_is_refused_before_training(tmp_path: Path, monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: None)
-    with pytest.raises(TrainingError, match="C\\+\\+ compiler"):
+    with pytest.raises(StyleLensError, match="C\\+\\+ compiler"):
         run(dataclasses.replace(TINY, compile=True), tmp_path / "run")
+    assert not (tmp_path / "run" / CHECKPOINT_FILE).exists()
+    G = start_state(TINY.resolved(), torch.device("cpu"))[0].G_ema  # and rendering, likewise
+    with pytest.raises(StyleLensError, match="C\\+\\+ compiler"):
+        next(render_seeds(G, [0], compile=True))
 
 
 def test_random_noise_draws_what_the_layers_draw():

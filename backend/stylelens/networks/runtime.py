@@ -7,10 +7,14 @@ server choose the execution options from ``Settings``.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+
+from stylelens.errors import StyleLensError
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -41,5 +45,19 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
 
 
 def compiled(fn: Callable[..., Any], enabled: bool) -> Callable[..., Any]:
-    """``torch.compile(fn)`` when enabled (the first call then takes tens of seconds)."""
-    return torch.compile(fn) if enabled else fn
+    """``torch.compile(fn)`` when enabled (the first call then takes tens of seconds).
+
+    Raises StyleLensError, before anything is compiled, when the compiled code would run on a
+    CPU (``fn``'s parameters, or no CUDA) and there is no C++ compiler for inductor to call.
+    """
+    if not enabled:
+        return fn
+    params = fn.parameters() if isinstance(fn, torch.nn.Module) else iter(())
+    first = next(params, None)
+    on_cpu = first.device.type == "cpu" if first is not None else not torch.cuda.is_available()
+    if on_cpu and not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")):
+        raise StyleLensError(
+            "compiling on a CPU needs a C++ compiler (g++), and none was found; install one "
+            "(apt-get install g++) or run without compile"
+        )
+    return torch.compile(fn)

@@ -12,11 +12,10 @@ import contextlib
 import copy
 import os
 import random
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,22 +90,8 @@ class TrainingState:
     fast_D: Callable[..., torch.Tensor] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.config.compile:
-            self.fast_synthesis, self.fast_D = _compiled(self.G.synthesis), _compiled(self.D)
-        else:
-            self.fast_synthesis, self.fast_D = self.G.synthesis, self.D
-
-
-def _compiled(module: nn.Module) -> Callable[..., torch.Tensor]:
-    """``torch.compile`` of ``module``, sharing its parameters. A CPU needs a C++ compiler."""
-    if next(module.parameters()).device.type == "cpu" and not (
-        shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    ):
-        raise TrainingError(
-            "compile on a CPU needs a C++ compiler (g++), and none was found; install one "
-            "(apt-get install g++) or train without --compile"
-        )
-    return cast(Callable[..., torch.Tensor], compiled(module, True))
+        self.fast_synthesis = compiled(self.G.synthesis, self.config.compile)
+        self.fast_D = compiled(self.D, self.config.compile)
 
 
 def frozen_prefixes(config: TrainConfig, D: Discriminator) -> tuple[list[str], list[str]]:
