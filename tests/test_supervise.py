@@ -17,6 +17,7 @@ from scipy import stats
 from stylelens.checkpoints import load_card, load_generator
 from stylelens.data.sources import open_dataset
 from stylelens.data.synthfaces import SynthFacesDataset, sample_params
+from stylelens.data.synthfaces.draw import landmarks
 from stylelens.data.synthfaces.latent import PARAM_DIMS, PARAM_NAMES, beta_cdf, param_latent
 from stylelens.errors import DatasetError, TrainingError
 from stylelens.networks.stylegan2 import Generator, GeneratorConfig
@@ -24,6 +25,7 @@ from stylelens.training.config import TrainConfig
 from stylelens.training.loop import METRICS_FILE, train, train_step
 from stylelens.training.state import start_state
 from stylelens.training.supervise import (
+    detail_mask,
     fit_param_mapping,
     reconstruction_loss,
     supervised_latents,
@@ -106,6 +108,30 @@ def test_supervised_latents_and_the_reconstruction_loss():
         TrainConfig(resolution=64, supervise_res=128)
     with pytest.raises(ValueError, match="supervise_res"):
         TrainConfig(resolution=64, supervise_res=48)
+
+
+def test_the_detail_term_weighs_eyes_mouth_and_chin_at_full_size():
+    mask = detail_mask(64)
+    assert mask.shape == (64, 64) and mask.max().item() == pytest.approx(1)
+    # High where the data draws eyes and mouths, nothing in the corners.
+    for x, y in landmarks(sample_params(123)):
+        assert mask[int(y * 64), int(x * 64)] > 0.15
+    assert mask[:6, :6].max() < 1e-3 and mask[-6:, -6:].max() < 1e-3
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert reconstruction_loss(x, x, resolution=16, detail=5).item() == 0
+    # Texture with the right local mean: free at 16 px, not in the detail regions.
+    checker = x + 0.2 * (torch.arange(64).view(1, 1, 1, 64) % 2 * 2 - 1)
+    assert reconstruction_loss(checker, x, resolution=16).item() == pytest.approx(0, abs=1e-6)
+    assert reconstruction_loss(checker, x, resolution=16, detail=5).item() == pytest.approx(1.0)
+    # An error in a corner only is outside the mask.
+    corner = x.clone()
+    corner[..., :6, :6] += 0.5
+    plain = reconstruction_loss(corner, x, resolution=16).item()
+    assert reconstruction_loss(corner, x, resolution=16, detail=5).item() == pytest.approx(
+        plain, abs=1e-4
+    )
+    with pytest.raises(ValueError, match="supervise_detail"):
+        TrainConfig(supervise_detail=-1)
 
 
 class _PixelEncoder(torch.nn.Module):

@@ -43,6 +43,12 @@ _OPTIONS: dict[str, tuple[str, type, str]] = {
         int,
         "compare the supervised faces only at this many px (default: full size plus a quarter)",
     ),
+    "--supervise-detail": (
+        "supervise_detail",
+        float,
+        "weight of a full-size comparison of the eyes, mouth and chin in the supervised phase "
+        "(default 0: none)",
+    ),
     "--mapping-lr-factor": (
         "mapping_lr_factor",
         float,

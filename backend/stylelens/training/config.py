@@ -73,6 +73,9 @@ class TrainConfig:
     supervise: float = 0.0
     # The resolution the supervised phase compares at; None: full size plus a quarter of it.
     supervise_res: int | None = None
+    # Weight of a full-size comparison inside the eyes, mouth and chin (supervise.detail_mask),
+    # added to the supervised phase's loss; 0: none.
+    supervise_detail: float = 0.0
     # Learning rate of the mapping network relative to the rest of G, on top of its equalised
     # lr multiplier (0.01): 1 as in NVIDIA's training; more lets a refitted mapping move.
     mapping_lr_factor: float = 1.0
@@ -115,7 +118,7 @@ class TrainConfig:
             raise ValueError(
                 f"mapping_lr_factor must be a positive number, got {self.mapping_lr_factor}"
             )
-        for name in ("kimg", "lr_g", "lr_d", "pl_weight", "supervise"):
+        for name in ("kimg", "lr_g", "lr_d", "pl_weight", "supervise", "supervise_detail"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a non-negative number, got {value}")

@@ -110,6 +110,7 @@ def export_run(
         "pl_weight": cfg.pl_weight,
         "supervise": cfg.supervise,
         "supervise_res": cfg.supervise_res,
+        "supervise_detail": cfg.supervise_detail,
         "mapping_lr_factor": cfg.mapping_lr_factor,
         "precision": cfg.precision,
         "seed": cfg.seed,

@@ -198,15 +198,17 @@ def _g_supervised(
     state: TrainingState, x: torch.Tensor, param_z: torch.Tensor, precision: str
 ) -> float:
     """G draws each real face from its parameters as z (``stylelens.training.supervise``),
-    weighted by ``config.supervise``; no style mixing, random noise. Returns the loss."""
+    weighted by ``config.supervise`` (compared at ``supervise_res``, plus the eyes, mouth and
+    chin at full size by ``supervise_detail``); no style mixing, random noise. Returns the loss."""
     _requires_grad(state.trainable_g, True)
     G = state.G
     z = supervised_latents(param_z, G.z_dim, generator=state.rng.latents).to(state.device)
     noise = G.synthesis.random_noise(len(z), generator=state.rng.noise, device=state.device)
     with autocast(state.device, precision):
         img = state.fast_synthesis(G.mapping(z), noise=noise)
-    loss = reconstruction_loss(img, x, resolution=state.config.supervise_res)
-    _optimise(state.opt_g, loss * state.config.supervise, state.trainable_g)
+    cfg = state.config
+    loss = reconstruction_loss(img, x, resolution=cfg.supervise_res, detail=cfg.supervise_detail)
+    _optimise(state.opt_g, loss * cfg.supervise, state.trainable_g)
     return loss.item()
 
 
