@@ -89,7 +89,7 @@ def reconstruction_loss(
     """
     img, target = img.float(), target.float()
     size = img.shape[-1]
-    extra = 0.0
+    extra: torch.Tensor | float = 0.0
     if detail > 0:
         mask = detail_mask(size).to(img.device)
         per_pixel = (img - target).abs().mean(dim=1)  # [N, R, R]
