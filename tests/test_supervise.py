@@ -130,8 +130,9 @@ def test_the_detail_term_weighs_eyes_mouth_and_chin_at_full_size():
     assert reconstruction_loss(corner, x, resolution=16, detail=5).item() == pytest.approx(
         plain, abs=1e-4
     )
-    with pytest.raises(ValueError, match="supervise_detail"):
-        TrainConfig(supervise_detail=-1)
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="supervise_detail"):
+            TrainConfig(supervise_detail=bad)
 
 
 class _PixelEncoder(torch.nn.Module):
