@@ -7,7 +7,10 @@ noise, the z noise dimensions from a fixed seed). Reported per model:
 * the mean absolute pixel difference (0-255), at full size and at a quarter of it;
 * for every attribute, how well the attribute network's reading of the generated face agrees
   with the face's true label: R² for continuous attributes, accuracy for categorical ones;
-  beside it, the network's agreement on the real face (its own error, the ceiling).
+  beside it, the network's agreement on the real face (its own error, the ceiling);
+* for glasses and beard, how often the network reads them *present* (any class but "none") on
+  the faces whose parameters say none and on those whose parameters say some: whether the
+  generator draws the part its parameters ask for, or draws it regardless.
 
 A model whose z does not hold the parameters (the shipped one before ``--supervise``) scores
 R² near or below 0: the numbers say how much of the parameter space the generator obeys.
@@ -37,6 +40,7 @@ from stylelens.render import image_grid, to_uint8
 from stylelens.training.supervise import supervised_latents
 
 FIRST_SEED = 70_000_000
+PRESENCE = ("glasses", "beard")  # categorical attributes whose class 0 is "none"
 
 
 def _agreement(pred: np.ndarray, true: np.ndarray, specs) -> dict[str, float]:
@@ -48,6 +52,20 @@ def _agreement(pred: np.ndarray, true: np.ndarray, specs) -> dict[str, float]:
             resid = ((pred[:, j] - true[:, j]) ** 2).sum()
             total = ((true[:, j] - true[:, j].mean()) ** 2).sum()
             out[a.name] = round(float(1 - resid / max(total, 1e-12)), 3)
+    return out
+
+
+def _presence(pred: np.ndarray, true: np.ndarray, specs) -> dict[str, dict[str, float]]:
+    """Share read present (class > 0) among true-absent and true-present faces."""
+    out = {}
+    for j, a in enumerate(specs):
+        if a.name not in PRESENCE:
+            continue
+        absent, present = true[:, j] == 0, true[:, j] > 0
+        out[a.name] = {
+            "read_present_where_none": round(float((pred[absent, j] > 0).mean()), 3),
+            "read_present_where_some": round(float((pred[present, j] > 0).mean()), 3),
+        }
     return out
 
 
@@ -85,6 +103,8 @@ def measure(model: Path, attributes: Path, n: int, batch: int = 16) -> dict:
         "l1_quarter_255": round(l1_small, 2),
         "generated": _agreement(pred_fake.numpy(), true_np, net.config.specs),
         "real": _agreement(pred_real.numpy(), true_np, net.config.specs),
+        "presence": _presence(pred_fake.numpy(), true_np, net.config.specs),
+        "presence_real": _presence(pred_real.numpy(), true_np, net.config.specs),
         "pairs": (real_u8[:8], fake_u8[:8]),
     }
 
@@ -99,6 +119,18 @@ def table(results: list[dict]) -> str:
     for name in names:
         cells = " | ".join(str(r["generated"][name]) for r in results)
         lines.append(f"| {name} | {cells} | {results[0]['real'][name]} |")
+    return "\n".join(lines)
+
+
+def presence_table(results: list[dict]) -> str:
+    """Glasses and beard read present where the parameters say none / some."""
+    head = "| read present, where none / where some | " + " | ".join(r["model"] for r in results)
+    lines = [head + " | real faces |", "|---" * (len(results) + 2) + "|"]
+    for name in results[0]["presence"]:
+        cells = [r["presence"][name] for r in results] + [results[0]["presence_real"][name]]
+        pairs = [(c["read_present_where_none"], c["read_present_where_some"]) for c in cells]
+        text = " | ".join(f"{none} / {some}" for none, some in pairs)
+        lines.append(f"| {name} | {text} |")
     return "\n".join(lines)
 
 
@@ -118,6 +150,7 @@ def main() -> None:
         r["model"] = label
     print(f"# {machine()}", file=sys.stderr)
     print(table(results))
+    print(presence_table(results))
     if args.figure:
         rows = [results[0]["pairs"][0]] + [r["pairs"][1] for r in results]
         image_grid([img for row in rows for img in row], cols=8).save(args.figure)
