@@ -40,7 +40,6 @@ from stylelens.render import image_grid, to_uint8
 from stylelens.training.supervise import supervised_latents
 
 FIRST_SEED = 70_000_000
-PRESENCE = ("glasses", "beard")  # categorical attributes whose class 0 is "none"
 
 
 def _agreement(pred: np.ndarray, true: np.ndarray, specs) -> dict[str, float]:
@@ -55,16 +54,21 @@ def _agreement(pred: np.ndarray, true: np.ndarray, specs) -> dict[str, float]:
     return out
 
 
-def _presence(pred: np.ndarray, true: np.ndarray, specs) -> dict[str, dict[str, float]]:
-    """Share read present (class > 0) among true-absent and true-present faces."""
+def _share(mask: np.ndarray) -> float | None:
+    return round(float(mask.mean()), 3) if mask.size else None  # None: no face in that group
+
+
+def _presence(pred: np.ndarray, true: np.ndarray, specs) -> dict[str, dict[str, float | None]]:
+    """For the categorical attributes whose class 0 is "none" (glasses, beard): the share read
+    present (class > 0) among the faces whose label says none and among those that say some."""
     out = {}
     for j, a in enumerate(specs):
-        if a.name not in PRESENCE:
+        if a.kind != "categorical" or a.classes[0] != "none":
             continue
         absent, present = true[:, j] == 0, true[:, j] > 0
         out[a.name] = {
-            "read_present_where_none": round(float((pred[absent, j] > 0).mean()), 3),
-            "read_present_where_some": round(float((pred[present, j] > 0).mean()), 3),
+            "read_present_where_none": _share(pred[absent, j] > 0),
+            "read_present_where_some": _share(pred[present, j] > 0),
         }
     return out
 
