@@ -14,16 +14,18 @@ import pytest
 import torch
 from scipy import stats
 
-from stylelens.checkpoints import load_card, load_generator
+from stylelens.checkpoints import load_card, load_discriminator, load_generator
 from stylelens.data.sources import open_dataset
 from stylelens.data.synthfaces import SynthFacesDataset, sample_params
 from stylelens.data.synthfaces.draw import landmarks
 from stylelens.data.synthfaces.latent import PARAM_DIMS, PARAM_NAMES, beta_cdf, param_latent
 from stylelens.errors import DatasetError, TrainingError
+from stylelens.networks.discriminator import Discriminator, DiscriminatorConfig
 from stylelens.networks.stylegan2 import Generator, GeneratorConfig
 from stylelens.training.config import TrainConfig
+from stylelens.training.export import export_run
 from stylelens.training.loop import METRICS_FILE, train, train_step
-from stylelens.training.state import start_state
+from stylelens.training.state import _load_discriminator, start_state
 from stylelens.training.supervise import (
     detail_mask,
     fit_param_mapping,
@@ -82,7 +84,7 @@ def test_dataset_yields_images_with_their_parameter_latents():
     assert torch.equal(z, torch.from_numpy(param_latent(7)))
     with pytest.raises(ValueError, match="not both"):
         SynthFacesDataset(64, labels=True, param_latents=True)
-    with pytest.raises(DatasetError, match="needs --data synthfaces"):
+    with pytest.raises(DatasetError, match="need --data synthfaces"):
         open_dataset(Path(__file__).parent, 32, param_latents=True)
 
 
@@ -262,3 +264,103 @@ def test_mapping_lr_factor_gives_the_mapping_its_own_learning_rate():
     for bad in (-1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="supervise"):
             TrainConfig(supervise=bad)
+
+
+# ----------------------------------------------------------------------------
+# The projection discriminator (TrainConfig.condition_d)
+
+
+def test_a_projection_discriminator_starts_as_the_unconditional_one_and_reads_its_condition():
+    torch.manual_seed(0)
+    plain_cfg = DiscriminatorConfig(img_resolution=16, channel_base=256, channel_max=16)
+    plain = Discriminator(plain_cfg)
+    cond = Discriminator(dataclasses.replace(plain_cfg, c_dim=5))
+    assert _load_discriminator(cond, plain) == [
+        "D sees 5 condition values; their projection starts at zero"
+    ]
+    img, c = torch.randn(4, 3, 16, 16), torch.randn(4, 5)
+    torch.testing.assert_close(cond(img, c), plain(img))  # the same logits until it trains
+    cond(img, c).sum().backward()
+    assert cond.embed.weight.grad is not None and cond.embed.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        cond.embed.weight.normal_()
+    assert not torch.allclose(cond(img, c), cond(img, -c))
+    assert _load_discriminator(plain, cond) == ["the model's D was conditional; its projection "
+                                                "is dropped"]  # fmt: skip
+    for net, args, message in ((cond, (img,), r"a condition \[N, 5\]"),
+                               (plain, (img, c), "no condition"),
+                               (cond, (img, c[:, :4]), "condition")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            net(*args)
+    with pytest.raises(ValueError, match="c_dim"):
+        DiscriminatorConfig(img_resolution=16, c_dim=-1)
+
+
+def test_a_projection_discriminator_learns_which_condition_belongs_to_an_image():
+    # Images whose colour is set by the condition's first entry; D sees each with its own
+    # condition as real and with another image's as fake, and learns to tell them apart.
+    torch.manual_seed(0)
+    D = Discriminator(DiscriminatorConfig(img_resolution=8, channel_base=128, channel_max=16,
+                                          c_dim=3))  # fmt: skip
+    opt = torch.optim.Adam(D.parameters(), lr=0.01, betas=(0.0, 0.99))
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        c = torch.randn(n, 3)
+        img = torch.tanh(c[:, :1, None, None]).expand(n, 3, 8, 8) + 0.05 * torch.randn(n, 3, 8, 8)
+        return img, c
+
+    for _ in range(150):
+        img, c = draw(16)
+        loss = torch.nn.functional.softplus(-D(img, c)).mean()
+        loss = loss + torch.nn.functional.softplus(D(img, c.roll(1, dims=0))).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    img, c = draw(256)
+    other = c.roll(1, dims=0)
+    with torch.no_grad():
+        matched, swapped = D(img, c)[:, 0], D(img, other)[:, 0]
+    # The projection is bilinear in (features, condition): it tells a light image shown with
+    # a dark one's condition (the sign of the first entry differs), not shades of one side.
+    apart = (c[:, 0] * other[:, 0] < 0) & (c[:, 0].abs() > 0.3) & (other[:, 0].abs() > 0.3)
+    assert apart.sum() > 40 and (matched > swapped)[apart].float().mean() > 0.95
+
+
+CONDITIONED = dataclasses.replace(SUPERVISED, condition_d=True, style_mixing_prob=0.0)
+
+
+def test_a_conditioned_run_trains_exports_and_hands_its_discriminator_on(tmp_path: Path):
+    data = open_dataset("synthfaces", 64, param_latents=True)
+    state = train(CONDITIONED, run_dir=tmp_path / "run", data=data, progress=False, log=print)
+    assert state.D.config.c_dim == PARAM_DIMS
+    assert state.D.embed.weight.abs().sum() > 0  # the projection trained
+    with (tmp_path / "run" / METRICS_FILE).open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(math.isfinite(float(r["loss_d"])) for r in rows)
+    with pytest.raises(TrainingError, match="parameter latents"):
+        train_step(state, torch.zeros(4, 3, 64, 64, dtype=torch.uint8), precision="float32")
+
+    card = export_run(tmp_path / "run", model_id="cond", models_dir=tmp_path / "models")
+    assert card.discriminator is not None and card.discriminator.c_dim == PARAM_DIMS
+    D, _ = load_discriminator(tmp_path / "models" / "cond")
+    torch.testing.assert_close(D.embed.weight, state.D.embed.weight)
+    # continuing without the condition keeps D's image layers and drops the projection
+    plain = dataclasses.replace(SUPERVISED, init=str(tmp_path / "models" / "cond")).resolved()
+    plain_state, notes = start_state(plain, torch.device("cpu"))
+    assert "the model's D was conditional; its projection is dropped" in notes
+    assert not hasattr(plain_state.D, "embed")
+    torch.testing.assert_close(plain_state.D.b4.out.weight, state.D.b4.out.weight)
+    # and a conditional model continues as one, its projection kept
+    again = dataclasses.replace(CONDITIONED, init=str(tmp_path / "models" / "cond")).resolved()
+    assert start_state(again, torch.device("cpu"))[1] == [f"G and D from {again.init}"]
+
+
+def test_condition_d_needs_mixing_off_and_synthfaces():
+    with pytest.raises(ValueError, match="mixing"):
+        TrainConfig(condition_d=True)
+    with pytest.raises(ValueError, match="z_dim"):
+        TrainConfig(condition_d=True, style_mixing_prob=0, z_dim=PARAM_DIMS - 1)
+    assert TrainConfig(condition_d=True, style_mixing_prob=0).resolved().discriminator.c_dim == (
+        PARAM_DIMS
+    )
+    assert TrainConfig().resolved().discriminator.c_dim == 0

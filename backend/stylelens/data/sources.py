@@ -36,7 +36,8 @@ def open_dataset(
     check_resolution(resolution)
     if param_latents and str(source) != SYNTHFACES:
         raise DatasetError(
-            "--supervise needs --data synthfaces: it learns from each face's drawing "
+            "--supervise and --condition-d need --data synthfaces: they learn from each "
+            "face's drawing "
             "parameters, which a folder of images does not have"
         )
     if str(source) == SYNTHFACES:

@@ -4,6 +4,12 @@ Karras et al., CVPR 2020 (config E/F). Names match NVIDIA's stylegan2-ada-pytorc
 (``b256.fromrgb.weight``, ``b64.skip.weight``, ``b4.fc.bias``, ...) minus the fixed
 ``resample_filter`` buffers. Besides its logit, the network exposes its block features
 (``features``) for discriminator-feature perceptual losses.
+
+With ``c_dim`` > 0 it is a projection discriminator (Miyato & Koyama, ICLR 2018): the logit
+gains the inner product of the epilogue's last features with a linear embedding of a condition
+vector (for SynthFaces, the face's drawing parameters), so D can punish an image that does not
+match its condition. The embedding starts at zero: a conditional D made from an unconditional
+one computes the same logits until training moves it.
 """
 
 from __future__ import annotations
@@ -30,8 +36,11 @@ class DiscriminatorConfig:
     conv_clamp: float | None = None
     mbstd_group_size: int = 4  # Samples per minibatch-stddev group (None-like 0: whole batch).
     mbstd_num_channels: int = 1  # Feature channels the stddev statistic is split into.
+    c_dim: int = 0  # Condition vector size of a projection discriminator; 0: unconditional.
 
     def __post_init__(self) -> None:
+        if self.c_dim < 0:
+            raise ValueError(f"c_dim must be >= 0, got {self.c_dim}")
         r = self.img_resolution
         if r < 8 or r > 1024 or r & (r - 1):
             raise ValueError(f"img_resolution must be a power of two in [8, 1024], got {r}")
@@ -118,16 +127,20 @@ class DiscriminatorEpilogue(nn.Module):
         self.fc = FullyConnectedLayer(in_channels * 16, in_channels, activation="lrelu")
         self.out = FullyConnectedLayer(in_channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, C, 4, 4] -> [N, 1]
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # [N, C, 4, 4] -> [N, C]
+        """The last hidden layer, before the logit (what a projection discriminator projects)."""
         if self.mbstd_num_channels > 0:
             x = minibatch_stddev(x, self.mbstd_group_size, self.mbstd_num_channels)
         x = self.conv(x)
-        x = self.fc(x.flatten(1))
-        return self.out(x)
+        return self.fc(x.flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, C, 4, 4] -> [N, 1]
+        return self.out(self.features(x))
 
 
 class Discriminator(nn.Module):
-    """img [N, img_channels, R, R] in [-1, 1] -> realness logit [N, 1]."""
+    """img [N, img_channels, R, R] in [-1, 1] (and, with ``c_dim``, a condition [N, c_dim])
+    -> realness logit [N, 1]."""
 
     def __init__(self, config: DiscriminatorConfig) -> None:
         super().__init__()
@@ -145,6 +158,10 @@ class Discriminator(nn.Module):
             )
             setattr(self, f"b{res}", block)
         self.b4 = DiscriminatorEpilogue(channels[4], config=config)
+        if config.c_dim:
+            # logit += <embed(c), h> / sqrt(C), h the epilogue's last features [N, C]
+            self.embed = FullyConnectedLayer(config.c_dim, channels[4])
+            nn.init.zeros_(self.embed.weight)
 
     def features(self, img: torch.Tensor) -> dict[int, torch.Tensor]:
         """Output of every block, keyed by the block's input resolution (R -> [N, C, R/2, R/2])."""
@@ -156,6 +173,15 @@ class Discriminator(nn.Module):
             feats[res] = x
         return feats
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        feats = self.features(img)
-        return self.b4(feats[4 * 2])
+    def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        c_dim = self.config.c_dim
+        if (c is None) != (c_dim == 0):
+            want = f"a condition [N, {c_dim}]" if c_dim else "no condition"
+            raise ValueError(f"this discriminator takes {want}")
+        h = self.b4.features(self.features(img)[4 * 2])
+        logit = self.b4.out(h)
+        if c is None:
+            return logit
+        ops.assert_shape(c, [img.shape[0], c_dim], "condition")
+        projection = (self.embed(c.to(h.dtype)) * h).sum(dim=1, keepdim=True)
+        return logit + projection / math.sqrt(h.shape[1])

@@ -97,6 +97,10 @@ def register(commands: Commands, settings: Settings) -> None:
                    help="torch.compile G and D for the main phases (default: off; about "
                    "1.4x faster on a CPU after 1.5-3 minutes of compiling; needs g++ "
                    "there)")  # fmt: skip
+    p.add_argument("--condition-d", action=argparse.BooleanOptionalAction, default=None,
+                   help="synthfaces only: D also sees each face's parameters (a projection "
+                   "discriminator), so G is punished for a face that does not match them; "
+                   "needs --mixing 0 (default: off)")  # fmt: skip
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bar with img/s")  # fmt: skip
     p.set_defaults(func=cmd_train)
@@ -168,6 +172,8 @@ def _overrides(args: argparse.Namespace, base: Any) -> dict[str, Any]:
         out["channels_last"] = args.channels_last
     if args.compile is not None:
         out["compile"] = args.compile
+    if args.condition_d is not None:
+        out["condition_d"] = args.condition_d
     if args.aug is False:
         out["augment"] = None
     elif args.aug or args.aug_p is not None:
@@ -215,7 +221,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         config = dataclasses.replace(base, **_overrides(args, base))
     except ValueError as exc:
         raise TrainingError(f"invalid option: {exc}") from exc
-    data = open_dataset(source, config.resolution, param_latents=config.supervise > 0)
+    data = open_dataset(
+        source, config.resolution, param_latents=config.supervise > 0 or config.condition_d
+    )
     try:
         state = train(config, run_dir=run_dir, data=data, resume=resume, progress=args.progress)
     except KeyboardInterrupt:

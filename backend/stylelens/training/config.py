@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from stylelens.data.synthfaces.latent import PARAM_DIMS
 from stylelens.networks.discriminator import DiscriminatorConfig
 from stylelens.networks.stylegan2 import GeneratorConfig
 from stylelens.training.augment import AugmentConfig
@@ -79,6 +80,11 @@ class TrainConfig:
     # Learning rate of the mapping network relative to the rest of G, on top of its equalised
     # lr multiplier (0.01): 1 as in NVIDIA's training; more lets a refitted mapping move.
     mapping_lr_factor: float = 1.0
+    # SynthFaces only: D also sees each face's parameters (a projection discriminator; reals
+    # with their own, fakes with z's first PARAM_DIMS entries), so a face that does not match
+    # its parameters (a beard where they say none) is what D can punish. Needs
+    # style_mixing_prob 0: a mixed face would have two parameter vectors.
+    condition_d: bool = False
     # Bookkeeping and runtime.
     seed: int = 0
     tick_kimg: float | None = None  # Metrics row and checkpoint every N kimg; None: 1 on a
@@ -126,6 +132,13 @@ class TrainConfig:
             raise ValueError("tick_kimg and snapshot_kimg must be positive")
         if not 0 <= self.style_mixing_prob <= 1:
             raise ValueError(f"style_mixing_prob must be in [0, 1], got {self.style_mixing_prob}")
+        if self.condition_d and self.style_mixing_prob > 0:
+            raise ValueError(
+                "condition_d needs style_mixing_prob 0 (--mixing 0): a face mixed from two "
+                "latents has no single set of parameters to show D"
+            )
+        if self.condition_d and self.z_dim < PARAM_DIMS:
+            raise ValueError(f"condition_d needs z_dim >= {PARAM_DIMS} (the parameters' size)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.num_workers is not None and self.num_workers < 0:
@@ -190,6 +203,7 @@ class TrainConfig:
             channel_max=self.channel_max,
             conv_clamp=self.conv_clamp,
             mbstd_group_size=self.mbstd_group_size,
+            c_dim=PARAM_DIMS if self.condition_d else 0,
         )
 
 

@@ -126,8 +126,10 @@ class StepReport:
 
 def _generate(
     state: TrainingState, n: int, *, track_w_avg: bool = False, ws_grad: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """n images with style mixing and random noise: (img [n, 3, R, R], ws [n, num_ws, w_dim]).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """n images with style mixing and random noise: (img [n, 3, R, R], ws [n, num_ws, w_dim],
+    D's condition [n, c_dim] or None): the condition of a conditional D is z's first c_dim
+    entries (for SynthFaces, the parameters G was asked to draw; the config keeps mixing off).
 
     ``ws_grad`` makes ws differentiable even when the mapping network is frozen (path length,
     whose double backward runs the eager network; the other phases may run a compiled one).
@@ -146,14 +148,18 @@ def _generate(
         ws = ws.detach().requires_grad_(True)
     noise = G.synthesis.random_noise(n, generator=state.rng.noise, device=dev)
     synthesis = G.synthesis if ws_grad else state.fast_synthesis
-    return synthesis(ws, noise=noise), ws
+    c_dim = state.D.config.c_dim
+    return synthesis(ws, noise=noise), ws, (z[:, :c_dim] if c_dim else None)
 
 
-def _discriminate(state: TrainingState, img: torch.Tensor, *, eager: bool = False) -> torch.Tensor:
-    """D's logits [N, 1] (after augmentation); ``eager`` for R1's double backward."""
+def _discriminate(
+    state: TrainingState, img: torch.Tensor, c: torch.Tensor | None, *, eager: bool = False
+) -> torch.Tensor:
+    """D's logits [N, 1] (after augmentation) given condition ``c`` (None for an unconditional
+    D); ``eager`` for R1's double backward."""
     if state.config.augment is not None:
         img = augment(img, state.config.augment, generator=state.rng.augment)
-    return state.D(img) if eager else state.fast_D(img)
+    return state.D(img, c) if eager else state.fast_D(img, c)
 
 
 def _optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[Any]) -> None:
@@ -175,8 +181,8 @@ def _g_main(state: TrainingState, batch: int, precision: str) -> float:
     _requires_grad(state.trainable_g, True)
     _requires_grad(state.trainable_d, False)
     with autocast(state.device, precision):
-        fake, _ = _generate(state, batch, track_w_avg=True)
-        fake_logits = _discriminate(state, fake)
+        fake, _, c = _generate(state, batch, track_w_avg=True)
+        fake_logits = _discriminate(state, fake, c)
     loss = generator_loss(fake_logits)
     _optimise(state.opt_g, loss, state.trainable_g)
     return loss.item()
@@ -186,7 +192,7 @@ def _g_reg(state: TrainingState, batch: int, precision: str) -> float:
     """Path-length regularisation on batch / pl_batch_shrink images. Returns the penalty."""
     cfg = state.config
     with autocast(state.device, precision):
-        img, ws = _generate(state, max(batch // cfg.pl_batch_shrink, 1), ws_grad=True)
+        img, ws, _ = _generate(state, max(batch // cfg.pl_batch_shrink, 1), ws_grad=True)
     noise = path_length_noise(img.shape, generator=state.rng.noise, device=state.device)
     lengths = path_lengths(img, ws, noise)
     penalty, state.pl_mean = path_length_penalty(lengths, state.pl_mean, decay=cfg.pl_decay)
@@ -212,27 +218,33 @@ def _g_supervised(
     return loss.item()
 
 
-def _d_main(state: TrainingState, x: torch.Tensor, precision: str) -> tuple[float, float, float]:
-    """Logistic loss for D on fresh fakes and the reals ``x``. Returns (loss, real, fake)."""
+def _d_main(
+    state: TrainingState, x: torch.Tensor, c_real: torch.Tensor | None, precision: str
+) -> tuple[float, float, float]:
+    """Logistic loss for D on fresh fakes and the reals ``x`` (with their condition
+    ``c_real`` when D is conditional). Returns (loss, real, fake)."""
     _requires_grad(state.trainable_g, False)
     _requires_grad(state.trainable_d, True)
     with autocast(state.device, precision):
         with torch.no_grad():
-            fake, _ = _generate(state, x.shape[0])
-        fake_logits = _discriminate(state, fake)
-        real_logits = _discriminate(state, x)
+            fake, _, c_fake = _generate(state, x.shape[0])
+        fake_logits = _discriminate(state, fake, c_fake)
+        real_logits = _discriminate(state, x, c_real)
     loss = discriminator_loss(real_logits, fake_logits)
     _optimise(state.opt_d, loss, state.trainable_d)
     return loss.item(), real_logits.float().mean().item(), fake_logits.float().mean().item()
 
 
-def _d_reg(state: TrainingState, x: torch.Tensor, precision: str) -> float:
-    """Lazy R1 on the reals ``x``. Returns the mean squared gradient norm."""
+def _d_reg(
+    state: TrainingState, x: torch.Tensor, c_real: torch.Tensor | None, precision: str
+) -> float:
+    """Lazy R1 on the reals ``x`` (gradient in the image only). Returns the mean squared
+    gradient norm."""
     cfg = state.config
     assert cfg.r1_gamma is not None
     x_in = x.detach().requires_grad_(True)
     with autocast(state.device, precision):
-        logits = _discriminate(state, x_in, eager=True)
+        logits = _discriminate(state, x_in, c_real, eager=True)
     penalty = r1_penalty(logits, x_in)
     _optimise(state.opt_d, r1_loss(penalty, gamma=cfg.r1_gamma, interval=cfg.r1_interval),
               state.trainable_d)  # fmt: skip
@@ -248,20 +260,26 @@ def train_step(
 ) -> StepReport:
     """One minibatch: G main, G supervised (when ``config.supervise``), G reg (every
     pl_interval), D main, D reg (every r1_interval), each its own optimiser step as in
-    stylegan2-ada-pytorch; then the EMA and the counters.
+    stylegan2-ada-pytorch; then the EMA and the counters. With ``config.condition_d`` D sees
+    each image's parameters: the reals' ``param_z``, the fakes' first entries of z.
 
     Args:
         state: the run (modified in place).
         real: [N, 3, R, R] uint8 real images, N = the batch size.
         precision: "float32" or "bfloat16" (autocast of the forward passes).
         param_z: [N, PARAM_DIMS] the real faces' parameter latents; needed when the config
-            supervises, ignored otherwise.
+            supervises or conditions D, ignored otherwise.
     """
     cfg = state.config
     assert cfg.r1_gamma is not None and cfg.ema_kimg is not None
     batch = real.shape[0]
     ops.assert_shape(real, [batch, 3, cfg.resolution, cfg.resolution], "real images")
     x = real.to(state.device, non_blocking=True).float() / 127.5 - 1  # [N, 3, R, R] in [-1, 1]
+    c_real = None
+    if cfg.condition_d:
+        if param_z is None:
+            raise TrainingError("config.condition_d needs the real faces' parameter latents")
+        c_real = param_z.to(state.device).float()
     loss_g = _g_main(state, batch, precision)
     recon = None
     if cfg.supervise > 0:
@@ -270,9 +288,9 @@ def train_step(
         recon = _g_supervised(state, x, param_z, precision)
     do_pl = cfg.pl_weight > 0 and state.step % cfg.pl_interval == 0
     pl = _g_reg(state, batch, precision) if do_pl else None
-    loss_d, d_real, d_fake = _d_main(state, x, precision)
+    loss_d, d_real, d_fake = _d_main(state, x, c_real, precision)
     do_r1 = cfg.r1_gamma > 0 and state.step % cfg.r1_interval == 0
-    r1 = _d_reg(state, x, precision) if do_r1 else None
+    r1 = _d_reg(state, x, c_real, precision) if do_r1 else None
     beta = ema_beta(batch=batch, cur_nimg=state.cur_nimg, ema_kimg=cfg.ema_kimg,
                     ema_rampup=cfg.ema_rampup)  # fmt: skip
     update_ema(state.G_ema, state.G, beta)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import random
 from collections.abc import Callable
@@ -154,16 +155,31 @@ def _build_networks(
             )
         G.load_state_dict(load_generator(init)[0].state_dict())
         if card.discriminator is not None and (init / DISCRIMINATOR_FILE).is_file():
-            if card.discriminator != config.discriminator:
+            want_d = config.discriminator
+            if dataclasses.replace(card.discriminator, c_dim=want_d.c_dim) != want_d:
                 raise TrainingError(
                     f"--init {init}: its discriminator ({card.discriminator}) does not match "
-                    f"the training config ({config.discriminator})"
+                    f"the training config ({want_d})"
                 )
-            D.load_state_dict(load_discriminator(init)[0].state_dict())
             notes.append(f"G and D from {init}")
+            notes += _load_discriminator(D, load_discriminator(init)[0])
         else:
             notes.append(f"G from {init}; it has no discriminator weights, D starts from scratch")
     return G, D, notes
+
+
+def _load_discriminator(D: Discriminator, source: Discriminator) -> list[str]:
+    """Copy ``source``'s weights into ``D``, which may differ in its condition (``c_dim``):
+    a new projection starts at zero (the same logits as before), a dropped one is discarded.
+    Returns notes for the log."""
+    if source.config.c_dim == D.config.c_dim:
+        D.load_state_dict(source.state_dict())
+        return []
+    weights = {k: v for k, v in source.state_dict().items() if not k.startswith("embed.")}
+    D.load_state_dict(weights, strict=False)  # only embed.* can be missing here
+    if D.config.c_dim:
+        return [f"D sees {D.config.c_dim} condition values; their projection starts at zero"]
+    return ["the model's D was conditional; its projection is dropped"]
 
 
 def start_state(
