@@ -364,3 +364,27 @@ def test_condition_d_needs_mixing_off_and_synthfaces():
         PARAM_DIMS
     )
     assert TrainConfig().resolved().discriminator.c_dim == 0
+
+
+def test_condition_mismatch_shows_d_the_reals_with_the_next_faces_parameters():
+    faces = SynthFacesDataset(64, param_latents=True)
+    real = torch.stack([faces[i][0] for i in range(4)])
+    pz = torch.stack([faces[i][1] for i in range(4)]).float()
+    seen: dict[float, list[torch.Tensor]] = {}
+    for weight in (0.0, 1.0):
+        cfg = dataclasses.replace(CONDITIONED, condition_mismatch=weight, supervise=0.0)
+        state, _ = start_state(cfg.resolved(), torch.device("cpu"))
+        calls: list[torch.Tensor] = []
+        D = state.fast_D
+        state.fast_D = lambda img, c, D=D, calls=calls: calls.append(c) or D(img, c)
+        train_step(state, real, precision="float32", param_z=pz)
+        seen[weight] = calls
+    # G main (fakes), D main (fakes, reals): the mismatch adds the reals with rolled parameters
+    assert len(seen[1.0]) == len(seen[0.0]) + 1
+    torch.testing.assert_close(seen[1.0][2], pz)
+    torch.testing.assert_close(seen[1.0][3], pz.roll(1, dims=0))
+    with pytest.raises(ValueError, match="condition_mismatch needs condition_d"):
+        TrainConfig(condition_mismatch=1.0)
+    for bad in (-1, float("nan")):
+        with pytest.raises(ValueError, match="condition_mismatch"):
+            dataclasses.replace(CONDITIONED, condition_mismatch=bad)

@@ -60,6 +60,12 @@ _OPTIONS: dict[str, tuple[str, type, str]] = {
         "synthfaces only: weight of the loss that G, given a face's parameters as z, draws that "
         "face (default 0: off; see stylelens fit-mapping)",
     ),
+    "--condition-mismatch": (
+        "condition_mismatch",
+        float,
+        "with --condition-d: weight of D also seeing each real face with another face's "
+        "parameters, as fake (default 0: off)",
+    ),
     "--workers": ("num_workers", int, "data-loading processes (default: 2 on CUDA, 0 on CPU)"),
 }
 

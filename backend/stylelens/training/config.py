@@ -85,6 +85,10 @@ class TrainConfig:
     # its parameters (a beard where they say none) is what D can punish. Needs
     # style_mixing_prob 0: a mixed face would have two parameter vectors.
     condition_d: bool = False
+    # With condition_d: weight of the matching-aware term (Reed et al., ICML 2016): D also sees
+    # each real face with another face's parameters (the batch's, shifted by one) as fake,
+    # so it learns from the data what matching parameters look like. 0: none.
+    condition_mismatch: float = 0.0
     # Bookkeeping and runtime.
     seed: int = 0
     tick_kimg: float | None = None  # Metrics row and checkpoint every N kimg; None: 1 on a
@@ -124,7 +128,9 @@ class TrainConfig:
             raise ValueError(
                 f"mapping_lr_factor must be a positive number, got {self.mapping_lr_factor}"
             )
-        for name in ("kimg", "lr_g", "lr_d", "pl_weight", "supervise", "supervise_detail"):
+        nonnegative = ("kimg", "lr_g", "lr_d", "pl_weight", "supervise", "supervise_detail",
+                       "condition_mismatch")  # fmt: skip
+        for name in nonnegative:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a non-negative number, got {value}")
@@ -137,6 +143,8 @@ class TrainConfig:
                 "condition_d needs style_mixing_prob 0 (--mixing 0): a face mixed from two "
                 "latents has no single set of parameters to show D"
             )
+        if self.condition_mismatch and not self.condition_d:
+            raise ValueError("condition_mismatch needs condition_d (a D that sees parameters)")
         if self.condition_d and self.z_dim < PARAM_DIMS:
             raise ValueError(f"condition_d needs z_dim >= {PARAM_DIMS} (the parameters' size)")
         if self.precision not in PRECISIONS:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from stylelens import __version__
@@ -222,7 +223,8 @@ def _d_main(
     state: TrainingState, x: torch.Tensor, c_real: torch.Tensor | None, precision: str
 ) -> tuple[float, float, float]:
     """Logistic loss for D on fresh fakes and the reals ``x`` (with their condition
-    ``c_real`` when D is conditional). Returns (loss, real, fake)."""
+    ``c_real`` when D is conditional; with ``condition_mismatch``, the reals shown with the
+    next face's condition count as fakes too). Returns (loss, real, fake)."""
     _requires_grad(state.trainable_g, False)
     _requires_grad(state.trainable_d, True)
     with autocast(state.device, precision):
@@ -230,7 +232,12 @@ def _d_main(
             fake, _, c_fake = _generate(state, x.shape[0])
         fake_logits = _discriminate(state, fake, c_fake)
         real_logits = _discriminate(state, x, c_real)
+        mismatch = state.config.condition_mismatch
+        if mismatch and c_real is not None:
+            wrong_logits = _discriminate(state, x, c_real.roll(1, dims=0))
     loss = discriminator_loss(real_logits, fake_logits)
+    if mismatch and c_real is not None:
+        loss = loss + mismatch * F.softplus(wrong_logits.float()).mean()
     _optimise(state.opt_d, loss, state.trainable_d)
     return loss.item(), real_logits.float().mean().item(), fake_logits.float().mean().item()
 
