@@ -10,7 +10,11 @@ noise, the z noise dimensions from a fixed seed). Reported per model:
   beside it, the network's agreement on the real face (its own error, the ceiling);
 * for glasses and beard, how often the network reads them *present* (any class but "none") on
   the faces whose parameters say none and on those whose parameters say some: whether the
-  generator draws the part its parameters ask for, or draws it regardless.
+  generator draws the part its parameters ask for, or draws it regardless;
+* for a model whose discriminator sees the parameters (``stylelens train --condition-d``),
+  how often that D scores a real held-out face higher with its own parameters than with the
+  next seed's, all of them and each labelled one alone: whether D has learned what matching
+  parameters look like (0.5: it has not).
 
 A model whose z does not hold the parameters (the shipped one before ``--supervise``) scores
 R² near or below 0: the numbers say how much of the parameter space the generator obeys.
@@ -33,9 +37,9 @@ import torch.nn.functional as F
 from common import ROOT, machine, write_docs
 
 from stylelens.checkpoints.attribute_net import load_attribute_net
-from stylelens.checkpoints.native import load_generator
+from stylelens.checkpoints.native import load_card, load_discriminator, load_generator
 from stylelens.data.synthfaces import labels_vector, render_face, sample_params
-from stylelens.data.synthfaces.latent import param_latent
+from stylelens.data.synthfaces.latent import PARAM_NAMES, param_latent
 from stylelens.render import image_grid, to_uint8
 from stylelens.training.supervise import supervised_latents
 
@@ -73,6 +77,40 @@ def _presence(pred: np.ndarray, true: np.ndarray, specs) -> dict[str, dict[str, 
     return out
 
 
+def d_matching(
+    model: Path, real: torch.Tensor, pz: torch.Tensor, true: np.ndarray, specs, batch: int = 16
+) -> dict[str, float] | None:
+    """For a conditional D: the share of the real faces it scores higher with their own
+    parameters than with the next face's ("all"), and with only one labelled parameter taken
+    from the next face (among the faces where that changes it: another class, or a continuous
+    parameter latent moved by more than 0.5); None for a model without one."""
+    card = load_card(model)
+    if card.discriminator is None or not card.discriminator.c_dim:
+        return None
+    D = load_discriminator(model)[0].float().eval()
+
+    def scores(c: torch.Tensor) -> torch.Tensor:  # batches of 16: whole mbstd groups
+        with torch.no_grad():
+            return torch.cat([D(real[i : i + batch], c[i : i + batch])
+                              for i in range(0, len(c), batch)])  # fmt: skip
+
+    g = min(D.config.mbstd_group_size, len(pz)) or len(pz)
+    keep = len(pz) // g * g  # whole groups of the minibatch standard deviation
+    real, pz, labels = real[:keep], pz[:keep], torch.from_numpy(true[:keep])
+    own, other = scores(pz), pz.roll(1, dims=0)
+    out = {"all": round(float((own > scores(other)).float().mean()), 3)}
+    for k, spec in enumerate(specs):
+        j = PARAM_NAMES.index(spec.name)
+        one = pz.clone()
+        one[:, j] = other[:, j]
+        if spec.kind == "categorical":
+            moved = labels[:, k] != labels.roll(1, dims=0)[:, k]
+        else:
+            moved = (one[:, j] - pz[:, j]).abs() > 0.5
+        out[spec.name] = round(float((own > scores(one))[moved].float().mean()), 3)
+    return out
+
+
 def measure(model: Path, attributes: Path, n: int, batch: int = 16) -> dict:
     G, card = load_generator(model)
     G = G.float().eval()
@@ -81,13 +119,14 @@ def measure(model: Path, attributes: Path, n: int, batch: int = 16) -> dict:
     R = G.img_resolution
     seeds = list(range(FIRST_SEED, FIRST_SEED + n))
     gen = torch.Generator().manual_seed(0)
-    real_u8, fake_u8, true = [], [], []
+    real_u8, fake_u8, true, latents = [], [], [], []
     with torch.no_grad():
         for i in range(0, n, batch):
             chunk = seeds[i : i + batch]
             real_u8 += [render_face(s, R)[0] for s in chunk]
             true += [labels_vector(sample_params(s).labels()) for s in chunk]
             pz = torch.from_numpy(np.stack([param_latent(s) for s in chunk]))
+            latents.append(pz.float())
             z = supervised_latents(pz, G.z_dim, generator=gen)
             img = G(z, noise_mode="const")
             fake_u8 += list(to_uint8(img))
@@ -109,6 +148,7 @@ def measure(model: Path, attributes: Path, n: int, batch: int = 16) -> dict:
         "real": _agreement(pred_real.numpy(), true_np, net.config.specs),
         "presence": _presence(pred_fake.numpy(), true_np, net.config.specs),
         "presence_real": _presence(pred_real.numpy(), true_np, net.config.specs),
+        "d_matching": d_matching(model, real, torch.cat(latents), true_np, net.config.specs),
         "pairs": (real_u8[:8], fake_u8[:8]),
     }
 
@@ -155,6 +195,11 @@ def main() -> None:
     print(f"# {machine()}", file=sys.stderr)
     print(table(results))
     print(presence_table(results))
+    for r in results:
+        if r["d_matching"] is not None:
+            print(f"{r['model']}: D scores a real face higher with its own parameters than "
+                  "with the next face's (all of them / only this one):")  # fmt: skip
+            print(", ".join(f"{k} {v:.2f}" for k, v in r["d_matching"].items()))
     if args.figure:
         rows = [results[0]["pairs"][0]] + [r["pairs"][1] for r in results]
         image_grid([img for row in rows for img in row], cols=8).save(args.figure)

@@ -342,6 +342,8 @@ def test_a_conditioned_run_trains_exports_and_hands_its_discriminator_on(tmp_pat
 
     card = export_run(tmp_path / "run", model_id="cond", models_dir=tmp_path / "models")
     assert card.discriminator is not None and card.discriminator.c_dim == PARAM_DIMS
+    training = (card.model_extra or {})["training"]
+    assert training["style_mixing_prob"] == 0.0 and training["condition_mismatch"] == 0.0
     D, _ = load_discriminator(tmp_path / "models" / "cond")
     torch.testing.assert_close(D.embed.weight, state.D.embed.weight)
     # continuing without the condition keeps D's image layers and drops the projection

@@ -112,6 +112,8 @@ def export_run(
         "supervise_res": cfg.supervise_res,
         "supervise_detail": cfg.supervise_detail,
         "mapping_lr_factor": cfg.mapping_lr_factor,
+        "style_mixing_prob": cfg.style_mixing_prob,
+        "condition_mismatch": cfg.condition_mismatch,  # condition_d: discriminator.c_dim > 0
         "precision": cfg.precision,
         "seed": cfg.seed,
         "run": str(run_dir.resolve()),
