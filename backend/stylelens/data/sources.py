@@ -37,8 +37,7 @@ def open_dataset(
     if param_latents and str(source) != SYNTHFACES:
         raise DatasetError(
             "--supervise and --condition-d need --data synthfaces: they learn from each "
-            "face's drawing "
-            "parameters, which a folder of images does not have"
+            "face's drawing parameters, which a folder of images does not have"
         )
     if str(source) == SYNTHFACES:
         from stylelens.data.synthfaces import SynthFacesDataset  # renders faces; import on use
