@@ -387,6 +387,6 @@ def test_condition_mismatch_shows_d_the_reals_with_the_next_faces_parameters():
     torch.testing.assert_close(seen[1.0][3], pz.roll(1, dims=0))
     with pytest.raises(ValueError, match="condition_mismatch needs condition_d"):
         TrainConfig(condition_mismatch=1.0)
-    for bad in (-1, float("nan")):
+    for bad in (-1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="condition_mismatch"):
             dataclasses.replace(CONDITIONED, condition_mismatch=bad)

@@ -232,12 +232,12 @@ def _d_main(
             fake, _, c_fake = _generate(state, x.shape[0])
         fake_logits = _discriminate(state, fake, c_fake)
         real_logits = _discriminate(state, x, c_real)
-        mismatch = state.config.condition_mismatch
-        if mismatch and c_real is not None:
-            wrong_logits = _discriminate(state, x, c_real.roll(1, dims=0))
     loss = discriminator_loss(real_logits, fake_logits)
+    mismatch = state.config.condition_mismatch
     if mismatch and c_real is not None:
-        loss = loss + mismatch * F.softplus(wrong_logits.float()).mean()
+        with autocast(state.device, precision):
+            wrong_logits = _discriminate(state, x, c_real.roll(1, dims=0))
+        loss = loss + mismatch * F.softplus(wrong_logits.float()).mean()  # fake-side loss
     _optimise(state.opt_d, loss, state.trainable_d)
     return loss.item(), real_logits.float().mean().item(), fake_logits.float().mean().item()
 
